@@ -1,0 +1,39 @@
+# Two entry points for a fresh machine:
+#   make sweep   set everything up, then run the default sweep (snakemake --cores all)
+#   make test    set everything up, then run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install --quiet --constraint constraints.txt
+STAMP  := $(VENV)/.installed
+
+.PHONY: sweep test test-fast services-packages lint clean
+
+sweep: $(STAMP)
+	$(BIN)/snakemake --cores all
+
+test: $(STAMP) services-packages
+	$(BIN)/pytest -ra
+
+# Unit and workflow tests only: no Slurm, MariaDB or PostgreSQL.
+test-fast: $(STAMP)
+	$(BIN)/pytest -ra -m "not services"
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) --editable '.[allennlp,mysql,postgresql,test]'
+	# AllenNLP 2.10.1 and its vision/sharding imports pin versions that predate Python 3.11:
+	# installed without their dependencies, on top of the pins above (see DEVELOPERS.md).
+	$(PIP) --no-deps torchvision==0.16.2 fairscale==0.4.6 allennlp==2.10.1
+	touch $@
+
+# Debian packages of the servers the service tests start on 127.0.0.1 (tests/services/).
+services-packages:
+	bash tests/services/install-packages
+
+clean:
+	rm -rf results .snakemake report.html

@@ -1,0 +1,126 @@
+"""`snakesweep check`: every user-made input validated before any worker starts."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import optuna
+import sqlalchemy
+
+from snakesweep import storage as storages
+from snakesweep.config import load_config
+from snakesweep.errors import UserError
+from snakesweep.study import StudySpec, make_pruner, make_sampler, study_spec
+
+DATA_KEYS = ("train_data_path", "validation_data_path", "test_data_path")
+
+
+def sample_point(spec: StudySpec, seed: int = 0) -> dict[str, Any]:
+    """One point of the space, drawn the way a worker draws it, without touching the study's storage."""
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return spec.space.suggest(probe.ask())
+
+
+def check_data_paths(rendered: Mapping[str, Any], source: str) -> None:
+    """AllenNLP-style data paths in a rendered config must exist (URLs and globs are left alone)."""
+    for key in DATA_KEYS:
+        value = rendered.get(key)
+        if isinstance(value, str) and "://" not in value and not any(c in value for c in "*?["):
+            if not Path(value).exists():
+                raise UserError("data file not found", file=source, field=key, fix=f"create {value} or fix the path")
+
+
+def check_storage(config: Mapping[str, Any]) -> str:
+    """Reach the storage without creating anything; return the masked URL."""
+    url = storages.storage_url(config)
+    local = storages.local_file(url)
+    if local is not None:
+        parent = next((p for p in [local.parent, *local.parent.parents] if p.exists()), Path("."))
+        if not (parent.is_dir() and _writable(parent)):
+            raise UserError(f"cannot create {local}", file="config", field="study.storage", fix="use a writable path")
+        return storages.mask(url)
+    try:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect():
+            pass
+    except Exception as error:
+        raise UserError(
+            f"cannot reach {storages.mask(url)}: {storages.mask_text(str(error).splitlines()[0], url)}",
+            file="config",
+            field="study.storage",
+            fix="check the server, the URL and the credentials in the environment",
+        ) from None
+    return storages.mask(url)
+
+
+def _writable(path: Path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK)
+
+
+def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
+    """Print one line per check; 0 when all pass, 1 otherwise."""
+    from snakesweep.render import render
+
+    failures = 0
+    state: dict[str, Any] = {}
+
+    def step(label: str, action: Callable[[], str | None]) -> None:
+        nonlocal failures
+        try:
+            detail = action()
+        except UserError as error:
+            failures += 1
+            print(f"FAIL  {label}: {error}", file=out)
+            return
+        print(f"ok    {label}" + (f": {detail}" if detail else ""), file=out)
+
+    def load() -> str:
+        state["config"] = load_config(configfile)
+        return str(configfile)
+
+    def spec() -> str:
+        state["spec"] = study_spec(state["config"])
+        space = state["spec"].space
+        grid = f", grid of {space.grid_size} points" if space.is_grid else ""
+        return f"{state['spec'].name} ({len(space.params)} parameters{grid})"
+
+    def components() -> str:
+        sampler = make_sampler(state["spec"], state["config"])
+        pruner = make_pruner(state["spec"], state["config"])
+        return f"{type(sampler).__name__}, {type(pruner).__name__}"
+
+    def jsonnet() -> str:
+        config = state["config"]
+        point = sample_point(state["spec"])
+        rendered = render(
+            config["model"]["config"],
+            point,
+            style=config["model"]["style"],
+            overrides=config["model"]["overrides"],
+            strict=config["model"]["strict"],
+        )
+        if config["launcher"]["type"] == "allennlp":
+            check_data_paths(rendered, config["model"]["config"])
+        return f"rendered with {point}"
+
+    def test_data() -> str | None:
+        path = Path(state["config"]["retrain"]["test_data"])
+        if not path.exists():
+            raise UserError("test data not found", file="config", field="retrain.test_data", fix=f"create {path}")
+        return str(path)
+
+    step("config", load)
+    if "config" not in state:
+        return 1
+    step("study", spec)
+    if "spec" in state:
+        step("sampler and pruner", components)
+        step("model config", jsonnet)
+    step("test data", test_data)
+    step("storage", lambda: check_storage(state["config"]))
+    return 1 if failures else 0

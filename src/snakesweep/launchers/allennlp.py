@@ -1,0 +1,139 @@
+"""The `allennlp` launcher: AllenNLP's own training of the rendered config, forked from a warm worker.
+
+    launcher:
+      type: allennlp
+      include_package: [my_models]     # as `allennlp train --include-package my_models`
+
+`prepare()` imports allennlp, torch, AllenNLP's plugins and the `include_package` modules once per
+worker; each trial is a child forked from the worker, so it skips the seconds-long start of the
+`allennlp` command but still runs in a process of its own. AllenNLP writes `metrics_epoch_N.json`
+after each epoch and `metrics.json` at the end, which is all the worker needs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from snakesweep.errors import UserError
+from snakesweep.launchers.base import ForkedProcess, Launcher, fork_training, importable_cwd, string_list
+
+FIELD = "launcher.include_package"
+
+
+@Launcher.register("allennlp")
+class AllenNLPLauncher(Launcher):
+    """Trains with AllenNLP in a child forked from the worker."""
+
+    fields = ("include_package",)
+
+    def __init__(self, include_package: Sequence[str] = (), *, file: str | Path | None = None) -> None:
+        self.file = file
+        self.include_package = string_list(include_package, field=FIELD, file=file, example="[my_models]")
+        self.prepared = False
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], *, file: str | Path | None = None) -> AllenNLPLauncher:
+        return cls(spec.get("include_package") or (), file=file)
+
+    def prepare(self) -> None:
+        """Import what `allennlp train` imports, plus the user's packages; touch no GPU."""
+        if self.prepared:
+            return
+        try:
+            import allennlp.commands  # noqa: F401  (registers every model, reader, trainer the CLI knows)
+            import torch  # noqa: F401
+            from allennlp.common.plugins import import_plugins
+            from allennlp.common.util import import_module_and_submodules
+        except ImportError as error:
+            raise UserError(
+                f"cannot import allennlp: {error}",
+                file=self.file,
+                field="launcher.type",
+                fix="install snakesweep[allennlp], or choose the command or python launcher",
+            ) from None
+        import_plugins()
+        for package in self.include_package:
+            try:
+                with importable_cwd():
+                    import_module_and_submodules(package)
+            except Exception as error:
+                raise UserError(
+                    f"cannot import {package!r}: {type(error).__name__}: {error}",
+                    file=self.file,
+                    field=FIELD,
+                    fix="check the package name, and that it imports in this environment",
+                ) from None
+        self.prepared = True
+
+    def start(
+        self,
+        config_path: Path,
+        serialization_dir: Path,
+        *,
+        trial_number: int,
+        log_path: Path,
+        threads: int,
+        env: Mapping[str, str],
+    ) -> ForkedProcess:
+        self.prepare()
+        config_file = str(Path(config_path).absolute())
+        directory = str(Path(serialization_dir).absolute())
+        packages = list(self.include_package)
+        return fork_training(
+            lambda: train_in_place(config_file, directory, packages), log_path=log_path, threads=threads, env=env
+        )
+
+
+def train_in_place(config_path: str, serialization_dir: str, include_package: Sequence[str] = ()) -> None:
+    """Train the AllenNLP config at `config_path` into the existing `serialization_dir`.
+
+    `allennlp train` (`train_model`) refuses a non-empty serialization directory unless asked to
+    recover or to overwrite, yet the worker has already written the trial's config, params, seed,
+    provenance and log there. Overwriting (`force`) would delete them, and recovering checks the
+    directory's `config.json` against the config and then rewrites it in AllenNLP's layout. So a
+    single-process run calls `_train_worker` directly, as `train_model` itself does: it builds the
+    vocabulary, model and trainer, trains, writes `metrics_epoch_N.json` and `metrics.json`, and
+    leaves the worker's files alone. It skips only `create_serialization_dir` (the directory exists),
+    and the final `model.tar.gz`: a trial needs no archive, the retrain step makes one, and
+    `best.th`, `vocabulary/` and `config.json` are left to rebuild it. The few lines of
+    `train_model` before the call are repeated here: `meta.json`, and popping `evaluation` and
+    `include_in_archive`, which `TrainModel` would refuse.
+
+    Distributed training (a `distributed` section) goes through `train_model` with `recover` set
+    when the directory is not empty, because only it starts the ranks; they are spawned by
+    `torch.multiprocessing` into this process group, so stopping the trial stops them all.
+    """
+    from allennlp.commands.train import _train_worker, train_model
+    from allennlp.common import Params
+    from allennlp.common import logging as common_logging
+    from allennlp.common.meta import META_NAME, Meta
+    from allennlp.models.archival import CONFIG_NAME, verify_include_in_archive
+
+    common_logging.FILE_FRIENDLY_LOGGING = True  # output goes to a file: no carriage-return progress bars
+    params = Params.from_file(config_path)
+    os.makedirs(serialization_dir, exist_ok=True)
+    if "distributed" in params:
+        recover = bool(os.listdir(serialization_dir))
+        if recover and not os.path.exists(os.path.join(serialization_dir, CONFIG_NAME)):
+            params.to_file(os.path.join(serialization_dir, CONFIG_NAME))
+        train_model(
+            params,
+            serialization_dir,
+            recover=recover,
+            include_package=list(include_package),
+            file_friendly_logging=True,
+        )
+        return
+    params.pop("evaluation", None)
+    verify_include_in_archive(params.pop("include_in_archive", None))
+    Meta.new().to_file(os.path.join(serialization_dir, META_NAME))
+    _train_worker(
+        process_rank=0,
+        params=params,
+        serialization_dir=serialization_dir,
+        include_package=list(include_package),
+        file_friendly_logging=True,
+    )

@@ -1,0 +1,59 @@
+"""The objective of a finished trial, read from the files its trainer wrote."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from snakesweep.errors import UserError
+from snakesweep.trialfiles import read_epoch_metrics, read_final_metrics
+
+
+class MetricMissing(UserError):
+    """The configured metric is not among the keys the trainer wrote: a config mistake, not bad luck."""
+
+
+def _number(value: Any, key: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: {key} is {value!r}, not a number")
+    if math.isnan(value):
+        raise ValueError(f"{where}: {key} is NaN")
+    return float(value)
+
+
+def metric_from(metrics: Mapping[str, Any], key: str, where: str) -> float:
+    """One metric of one metrics file; a missing key names the keys the file does have."""
+    if key not in metrics:
+        raise MetricMissing(
+            f"has no key {key!r}; it has: {', '.join(sorted(metrics)) or 'nothing'}",
+            file=where,
+            field="objective",
+            fix="set objective.metric / objective.intermediate to one of those keys",
+        )
+    return _number(metrics[key], key, where)
+
+
+def objective_value(serialization_dir: Path, objective: Mapping[str, Any], direction: str) -> float:
+    """The value to tell the study: a key of metrics.json, or a reduction over the epoch files.
+
+    Raises ValueError for a missing or NaN value (the trial fails with that reason) and
+    MetricMissing when the key does not exist at all.
+    """
+    key, reduce = objective["metric"], objective["reduce"]
+    if reduce == "final":
+        metrics = read_final_metrics(serialization_dir)
+        if metrics is None:
+            raise ValueError(f"{serialization_dir}/metrics.json was not written")
+        return metric_from(metrics, key, str(serialization_dir / "metrics.json"))
+    epochs = read_epoch_metrics(serialization_dir)
+    if not epochs:
+        raise ValueError(f"{serialization_dir} holds no metrics_epoch_N.json")
+    values = [metric_from(m, key, str(serialization_dir / f"metrics_epoch_{n}.json")) for n, m in epochs.items()]
+    if reduce == "last":
+        return values[-1]
+    if reduce == "best":
+        return max(values) if direction == "maximize" else min(values)
+    tail = values[-objective["last_k"]:]
+    return sum(tail) / len(tail)

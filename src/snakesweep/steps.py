@@ -1,0 +1,104 @@
+"""The workflow's steps: what each script in workflow/scripts/ calls, with logging and clean errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from snakesweep.errors import Interrupted, UserError
+
+
+def run_step(snakemake: Any, step: Callable[[Any], Any]) -> None:
+    """Run one step of a Snakemake job: log to the rule's log and stderr; a user error is one line, exit 1."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if snakemake.log:
+        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=handlers, force=True)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    warnings.simplefilter("default", UserWarning)
+    try:
+        step(snakemake)
+    except UserError as error:
+        logging.getLogger("snakesweep").error("error: %s", error)
+        sys.exit(1)
+    except Interrupted as interrupted:
+        logging.getLogger("snakesweep").error("stopped by %s; the running trial was queued again", interrupted)
+        sys.exit(128 + interrupted.signum)
+
+
+def create_study(snakemake: Any) -> None:
+    from snakesweep import storage as storages
+    from snakesweep.study import create_study as create, study_spec
+
+    config = snakemake.config
+    spec = study_spec(config)
+    study = create(config, spec)
+    marker = {
+        "study": study.study_name,
+        "fingerprint": spec.fingerprint,
+        "storage": storages.mask(storages.storage_url(config)),
+        "definition": spec.definition,
+    }
+    Path(snakemake.output[0]).write_text(json.dumps(marker, indent=2, default=str) + "\n")
+    logging.getLogger("snakesweep").info("study %s ready in %s", study.study_name, marker["storage"])
+
+
+def worker(snakemake: Any) -> None:
+    from snakesweep.worker import run_worker
+
+    run_worker(snakemake.config, int(snakemake.wildcards.worker), threads=snakemake.threads,
+               summary_path=snakemake.output[0])
+
+
+def select(snakemake: Any) -> None:
+    from snakesweep.select import select as select_best
+
+    summary = select_best(snakemake.config, snakemake.output.trials, snakemake.output.best_params,
+                          snakemake.output.best_config)
+    logging.getLogger("snakesweep").info(
+        "best %s %.6g in trial %d: %s", summary["metric"], summary["value"], summary["trial"],
+        json.dumps(summary["params"]),
+    )
+
+
+def retrain(snakemake: Any) -> None:
+    from snakesweep.final import retrain as train
+
+    train(snakemake.config, snakemake.input.best_config, int(snakemake.wildcards.seed),
+          Path(snakemake.output[0]).parent, threads=snakemake.threads)
+
+
+def evaluate(snakemake: Any) -> None:
+    from snakesweep.final import evaluate as score
+
+    score(snakemake.config, Path(snakemake.input[0]).parent, snakemake.output[0])
+
+
+def test_metrics(snakemake: Any) -> None:
+    from snakesweep.final import write_test_metrics
+
+    seeds = snakemake.config["retrain"]["seeds"]
+    write_test_metrics(dict(zip(seeds, snakemake.input)), snakemake.output[0])
+
+
+def where_is_the_answer(config: dict[str, Any]) -> str:
+    """The closing words of a successful run."""
+    results = Path(config["results"])
+    best = results / "best_params.json"
+    lines = ["", "snakesweep: done."]
+    if best.exists():
+        summary = json.loads(best.read_text())
+        lines.append(f"  best {summary['metric']} {summary['value']:.4g}, params: {best}")
+    test = results / "test_metrics.json"
+    if test.exists():
+        lines.append(f"  test metrics (mean and std over seeds): {test}")
+    lines.append(f"  every trial: {results / 'trials.csv'}, trial directories under {results / 'studies'}")
+    return "\n".join(lines)

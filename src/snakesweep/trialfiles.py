@@ -1,0 +1,179 @@
+"""The trial file protocol: `metrics_epoch_{n}.json` after each epoch, `metrics.json` at the end.
+
+A trial is a serialization directory, as with `allennlp train`. Whatever trains in it writes these
+files; the worker reads them to report to the pruner and to record the trial's value.
+
+Writers (`write_epoch_metrics`, `write_final_metrics`) replace files atomically, so a reader never
+sees half a file. Readers still tolerate trainers that write in place: a partial or corrupt file
+is skipped and read again on the next poll, never an error.
+
+This module depends on nothing outside the standard library, so that any trainer can import it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EPOCH_PATTERN",
+    "FINAL_NAME",
+    "EpochWatcher",
+    "epoch_file",
+    "read_epoch_metrics",
+    "read_final_metrics",
+    "write_epoch_metrics",
+    "write_final_metrics",
+]
+
+FINAL_NAME = "metrics.json"
+EPOCH_PATTERN = re.compile(r"^metrics_epoch_(\d+)\.json$")
+
+PathLike = str | os.PathLike[str]
+
+
+def epoch_file(serialization_dir: PathLike, epoch: int) -> Path:
+    """The path of epoch `epoch`'s metrics file."""
+    return Path(serialization_dir) / f"metrics_epoch_{epoch}.json"
+
+
+# -- writing ------------------------------------------------------------------------------------
+def write_epoch_metrics(serialization_dir: PathLike, epoch: int, metrics: Mapping[str, Any]) -> Path:
+    """Write `metrics_epoch_{epoch}.json` atomically; epochs count from 0, as in AllenNLP."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0, not {epoch!r}")
+    path = epoch_file(serialization_dir, epoch)
+    _write_json_atomic(path, metrics)
+    return path
+
+
+def write_final_metrics(serialization_dir: PathLike, metrics: Mapping[str, Any]) -> Path:
+    """Write `metrics.json` atomically."""
+    path = Path(serialization_dir) / FINAL_NAME
+    _write_json_atomic(path, metrics)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy and torch scalars and arrays, without importing either."""
+    for method in ("item", "tolist"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            try:
+                return convert()
+            except (TypeError, ValueError):
+                continue
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _write_json_atomic(path: Path, metrics: Mapping[str, Any]) -> None:
+    """Temp file in the same directory, fsync, then os.replace: readers see all or nothing."""
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must be a mapping, not {type(metrics).__name__}")
+    text = json.dumps(dict(metrics), indent=2, default=_plain) + "\n"
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    # The leading dot and the suffix keep the temp file out of EPOCH_PATTERN.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable; best effort (some file systems refuse directory fsync)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _read_json_object(path: PathLike) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None while it is missing, partial or not an object."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):  # missing, unreadable, half written (JSONDecodeError, bad UTF-8)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _epoch_entries(serialization_dir: PathLike) -> list[tuple[int, str]]:
+    """(epoch, path) of every epoch file present, unsorted."""
+    try:
+        with os.scandir(serialization_dir) as entries:
+            found = []
+            for entry in entries:
+                match = EPOCH_PATTERN.match(entry.name)
+                if match:
+                    found.append((int(match.group(1)), entry.path))
+            return found
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def read_epoch_metrics(serialization_dir: PathLike) -> dict[int, dict[str, Any]]:
+    """All readable epoch files, by epoch, sorted; partial files are left out."""
+    epochs = {}
+    for epoch, path in sorted(_epoch_entries(serialization_dir)):
+        metrics = _read_json_object(path)
+        if metrics is not None:
+            epochs[epoch] = metrics
+    return epochs
+
+
+def read_final_metrics(serialization_dir: PathLike) -> dict[str, Any] | None:
+    """`metrics.json`, or None while it is missing or partial."""
+    return _read_json_object(Path(serialization_dir) / FINAL_NAME)
+
+
+class EpochWatcher:
+    """Yields each epoch file once, as it appears.
+
+    Each poll lists the directory; only epochs not yet returned are opened. An epoch file that
+    cannot be parsed yet (a trainer writing in place) is tried again on the next poll.
+    """
+
+    def __init__(self, serialization_dir: PathLike) -> None:
+        self.serialization_dir = Path(serialization_dir)
+        self._seen: set[int] = set()
+
+    @property
+    def seen(self) -> frozenset[int]:
+        """Epochs already returned."""
+        return frozenset(self._seen)
+
+    def new_epochs(self) -> list[tuple[int, dict[str, Any]]]:
+        """Epochs that appeared since the last call, sorted by epoch."""
+        new = []
+        for epoch, path in sorted(_epoch_entries(self.serialization_dir)):
+            if epoch in self._seen:
+                continue
+            metrics = _read_json_object(path)
+            if metrics is None:
+                continue
+            self._seen.add(epoch)
+            new.append((epoch, metrics))
+        return new

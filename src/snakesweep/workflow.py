@@ -1,0 +1,66 @@
+"""What the Snakefile needs to know before it builds the DAG: names, paths, budget, early checks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from snakesweep import layout
+from snakesweep import storage as storages
+from snakesweep.config import validate_config
+from snakesweep.errors import UserError
+from snakesweep.study import jsonnet_files, n_trials, study_spec
+
+
+@dataclass(frozen=True)
+class Plan:
+    study_name: str
+    study_dir: str
+    n_trials: int
+    inputs: list[str]
+
+
+def plan(config: dict[str, Any], *, remote_executor: bool = False) -> Plan:
+    """Validate the config (filling defaults in place, as snakemake.utils.validate does) and plan the run."""
+    config.update(validate_config(config, "config"))
+    spec = study_spec(config)
+    if remote_executor:
+        refuse_sqlite_on_cluster(config)
+    inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]
+    if config["study"]["optuna"]:
+        inputs.append(config["study"]["optuna"])
+    return Plan(
+        study_name=spec.name,
+        study_dir=str(layout.study_dir(config, spec.name)),
+        n_trials=n_trials(spec, config),
+        inputs=inputs,
+    )
+
+
+def refuse_sqlite_on_cluster(config: Mapping[str, Any]) -> None:
+    """SQLite on a shared file system corrupts under concurrent writers from several nodes."""
+    url = config["study"]["storage"] or storages.default_url(config)
+    if storages.kind(url) == "sqlite" and not config["study"]["allow_sqlite_on_slurm"]:
+        raise UserError(
+            "a cluster run with a SQLite storage: SQLite on a shared file system corrupts",
+            file="config",
+            field="study.storage",
+            fix='set study.storage: "${OPTUNA_STORAGE}" and export OPTUNA_STORAGE=mysql+pymysql://... or '
+            "postgresql+psycopg2://... (or set study.allow_sqlite_on_slurm: true)",
+        )
+
+
+def plan_or_exit(config: dict[str, Any], workflow: Any) -> Plan:
+    """plan() for a Snakefile: a user error ends snakemake with one line instead of a traceback."""
+    from snakemake_interface_executor_plugins.settings import ExecMode
+
+    main_process = workflow.exec_mode == ExecMode.DEFAULT
+    try:
+        return plan(config, remote_executor=main_process and not workflow.local_exec)
+    except UserError as error:
+        print(f"snakesweep: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+

@@ -1,0 +1,2 @@
+local model = import 'model.libsonnet';
+{ model: model, trainer: { optimizer: { lr: std.parseJson(std.extVar('lr')) } } }

@@ -1,0 +1,1 @@
+{ type: 'basic_classifier', encoder: std.extVar('encoder') }

@@ -1,0 +1,1 @@
+if std.extVar('encoder') == 'cnn' then { model: 'cnn' } else { model: 'rnn' }
