@@ -40,7 +40,7 @@ local layers = std.parseJson(std.extVar('layers'));
         "results": str(directory / "results"),
     }
     for key, value in (config or {}).items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
+        if isinstance(value, dict) and isinstance(data.get(key), dict) and key != "launcher":
             data[key].update(value)
         else:
             data[key] = value

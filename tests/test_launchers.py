@@ -444,3 +444,15 @@ def test_allennlp_unknown_include_package_fails_at_prepare() -> None:
     with pytest.raises(UserError, match="cannot import 'snakesweep_no_such_package'") as caught:
         launcher.prepare()
     assert caught.value.field == "launcher.include_package"
+
+
+@pytest.mark.slow
+def test_allennlp_distributed_training_on_two_cpu_ranks(allennlp_launcher: Launcher, tmp_path: Path) -> None:
+    config = allennlp_config(num_epochs=1)
+    config["distributed"] = {"cuda_devices": [-1, -1]}
+    process, directory, log_path = start(allennlp_launcher, tmp_path, config)
+    assert finish(process, log_path) == 0, log_path.read_text()
+    assert "validation_accuracy" in read_epoch_metrics(directory)[0]
+    assert (directory / "out_worker1.log").exists()
+    assert json.loads((directory / "params.json").read_text()) == {"lr": 0.1}
+    assert not (directory / "model.tar.gz").exists()

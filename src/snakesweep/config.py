@@ -38,7 +38,7 @@ def _with_defaults(validator_class: type) -> type:
     return jsonschema.validators.extend(validator_class, {"properties": fill_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft7Validator)
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def validate_config(data: Mapping[str, Any] | None, source: str | Path = "config") -> dict[str, Any]:

@@ -31,7 +31,8 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     if frame.empty:
         return pd.DataFrame(columns=columns)
     params = sorted(c for c in frame.columns if c.startswith("param_"))
-    return frame.reindex(columns=columns + params)
+    # Nullable dtypes: a conditional int parameter stays an int where other trials lack it.
+    return frame.reindex(columns=columns + params).convert_dtypes()
 
 
 def _row(trial: FrozenTrial) -> dict[str, Any]:

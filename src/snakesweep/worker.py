@@ -16,6 +16,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -140,19 +141,24 @@ class Worker:
         self.study = load_study(self.config, self.spec, worker=self.index, storage=self.storage)
         self.launcher: Launcher = make_launcher(self.config["launcher"])
         self.ran: list[dict[str, Any]] = []
+        self.signals = _StopSignals()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Run trials until the study holds `budget` finished trials; return the worker's summary."""
+        # We drive heartbeats ourselves around ask/tell; Optuna warns as if we forgot them.
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         self._assign_gpu()
         limit_threads(self.threads)
         self.launcher.prepare()
         started = time.monotonic()
         time_limit = self.workers_cfg["time_limit_min"]
         consecutive_failures = 0
-        with _signals_raise():
+        with self.signals.installed():
             self._recover_own_stale_trials()
             while True:
+                self.signals.check()
                 trials = self._trials_after_stale_check()
                 counts = count_trials(trials)
                 if counts.finished >= self.budget:
@@ -240,7 +246,7 @@ class Worker:
         if directory.exists():
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
-        original = trial.system_attrs.get("failed_trial", trial.number)
+        original = self.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial", trial.number)
         base_seed = self.config["study"]["seed"] * 100_003 + original * 101
         _write_json(directory / "params.json", params)
         _write_json(directory / "provenance.json", provenance(trial=trial.number, worker=self.index))
@@ -276,6 +282,7 @@ class Worker:
         try:
             while True:
                 code = process.wait(timeout=self.workers_cfg["poll_s"])
+                self.signals.check()
                 for epoch, metrics in watcher.new_epochs():
                     epochs += 1
                     if not (prune and intermediate):
@@ -389,19 +396,27 @@ class Worker:
         )
 
 
-@contextmanager
-def _signals_raise() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into an exception, so the running trial is stopped and requeued."""
+class _StopSignals:
+    """Remember SIGINT/SIGTERM instead of raising at an arbitrary bytecode; the loops check it."""
 
-    def handler(signum: int, _frame: Any) -> None:
-        raise Interrupted(signum)
+    def __init__(self) -> None:
+        self.received: int | None = None
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+    def check(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, _frame: Any) -> None:
+            self.received = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
 
 
 def run_worker(config: Mapping[str, Any], index: int, *, threads: int | None = None,

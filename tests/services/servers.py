@@ -419,7 +419,7 @@ def mariadb_server(tmp: str | os.PathLike, *, database: str = "sweeps", user: st
         f"--port={port}", f"--bind-address={LOCALHOST}", f"--pid-file={rundir / 'mariadbd.pid'}",
         f"--tmpdir={tmpdir}", "--skip-name-resolve", "--skip-log-bin", "--max-connections=500",
         "--character-set-server=utf8mb4", "--collation-server=utf8mb4_bin",
-        "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=48M",
+        "--innodb-buffer-pool-size=512M", "--innodb-log-file-size=48M",
         "--innodb-flush-log-at-trx-commit=2", "--innodb-lock-wait-timeout=900",
         "--skip-innodb-doublewrite", "--performance-schema=OFF",
     ]
@@ -677,6 +677,11 @@ class SlurmInfo:
             time.sleep(0.3)
 
 
+def _quietly(function: Callable, *args: object) -> None:
+    with contextlib.suppress(Exception):
+        function(*args)
+
+
 def _machine_memory_mb() -> int:
     with open("/proc/meminfo") as handle:
         for line in handle:
@@ -781,7 +786,7 @@ SlurmUser={user}
 SlurmdUser=root
 {auth}CredType=cred/munge
 StateSaveLocation={state}
-SlurmdSpoolDir={spool}/%n
+SlurmdSpoolDir={spool}
 SlurmctldPidFile={run_dir}/slurmctld.pid
 SlurmdPidFile={run_dir}/slurmd.pid
 SlurmctldLogFile={log_dir}/slurmctld.log
@@ -805,6 +810,7 @@ Waittime=0
 MessageTimeout=20
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
+MailProg=/bin/true
 PlugStackConfig={etc}/plugstack.conf
 {accounting}DefMemPerCPU={max(256, min(2048, memory_mb // max(cpus, 1) // 2))}
 NodeName={node} NodeAddr={LOCALHOST} NodeHostname={node} CPUs={cpus} RealMemory={memory_mb}{gres} State=UNKNOWN
@@ -828,14 +834,6 @@ PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
         # Registered first, runs last: whatever still carries the tag (slurmstepd, job processes).
         stack.callback(_kill_tagged, tag)
 
-        def stop_all() -> None:
-            if "slurmctld" in daemons and daemons["slurmctld"].running():
-                with contextlib.suppress(Exception):
-                    info.cancel_all(timeout=15)
-            for name in ("slurmd", "slurmctld", "slurmdbd", "munged"):
-                if name in daemons:
-                    daemons[name].stop()
-
         # munge: own key and socket.
         key = munge_dir / "munge.key"
         _write_munge_key(key)
@@ -846,8 +844,8 @@ PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
             "--num-threads=4",
         ], log_dir / "munged.out", env)
         daemons["munged"] = munged
-
-        stack.callback(stop_all)
+        # Stops run in reverse order: jobs, slurmd, slurmctld, slurmdbd, MariaDB, munged, leftovers.
+        stack.callback(munged.stop)
         munged.start()
         _wait_for(lambda: munge_socket.exists(), munged, f"no socket {munge_socket}", timeout)
 
@@ -880,6 +878,7 @@ StorageLoc={storage_db}
             dbd_conf.chmod(0o600)
             slurmdbd = _Daemon("slurmdbd", [_which("slurmdbd") or "slurmdbd", "-D", "-s"], log_dir / "slurmdbd.out", env)
             daemons["slurmdbd"] = slurmdbd
+            stack.callback(slurmdbd.stop)
             slurmdbd.start()
             _wait_for(lambda: _port_open(dbd_port), slurmdbd, f"port {dbd_port} closed", timeout)
             _wait_for(lambda: info.run("sacctmgr", "-n", "list", "cluster", check=False).returncode == 0,
@@ -893,6 +892,7 @@ StorageLoc={storage_db}
         slurmctld = _Daemon("slurmctld", [_which("slurmctld") or "slurmctld", "-D", "-i", "-f", str(conf)],
                             log_dir / "slurmctld.out", env)
         daemons["slurmctld"] = slurmctld
+        stack.callback(slurmctld.stop)
         slurmctld.start()
         _wait_for(lambda: info.run("scontrol", "ping", check=False).stdout.count("UP") > 0,
                   slurmctld, "scontrol ping does not answer UP", timeout)
@@ -900,6 +900,8 @@ StorageLoc={storage_db}
         slurmd = _Daemon("slurmd", [_which("slurmd") or "slurmd", "-D", "-N", node, "-f", str(conf)],
                          log_dir / "slurmd.out", env)
         daemons["slurmd"] = slurmd
+        stack.callback(slurmd.stop)
+        stack.callback(_quietly, info.cancel_all, 15.0)
         slurmd.start()
 
         def node_idle() -> bool:

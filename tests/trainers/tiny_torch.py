@@ -54,7 +54,8 @@ def train(config: dict[str, Any], serialization_dir: str, name: str | None = Non
         with torch.no_grad():
             accuracy = ((model(x).squeeze(1) > 0).float() == y).float().mean().item()
         best = max(best, accuracy)
-        write_epoch_metrics(out, epoch, {"epoch": epoch, "training_loss": loss.item(), "validation_accuracy": accuracy})
+        metrics = {"epoch": epoch, "training_loss": loss.item(), "validation_accuracy": accuracy}
+        write_epoch_metrics(out, epoch, metrics)
         print(f"epoch {epoch}: loss {loss.item():.4f} accuracy {accuracy:.3f}", flush=True)
     write_final_metrics(out, {"best_validation_accuracy": best, "validation_accuracy": accuracy})
 

@@ -45,12 +45,17 @@ def make_launcher(spec: Mapping[str, Any], *, file: str | Path | None = "config"
     defaults fill them in); set to anything else they are a mistake, reported as such.
     """
     if not isinstance(spec, Mapping):
-        raise UserError("must be a mapping with a `type`", file=file, field="launcher", fix="write e.g. {type: allennlp}")
+        raise UserError(
+            "must be a mapping with a `type`", file=file, field="launcher", fix="write e.g. {type: allennlp}"
+        )
     name = spec.get("type", DEFAULT_TYPE)
     available = Launcher.list_available()
     if name not in available:
         raise UserError(
-            f"unknown launcher type {name!r}", file=file, field="launcher.type", fix=f"choose one of {', '.join(available)}"
+            f"unknown launcher type {name!r}",
+            file=file,
+            field="launcher.type",
+            fix=f"choose one of {', '.join(available)}",
         )
     cls = Launcher.by_name(name)
     owners = {key: other for other in available for key in Launcher.by_name(other).fields}
@@ -59,7 +64,8 @@ def make_launcher(spec: Mapping[str, Any], *, file: str | Path | None = "config"
             continue
         if key not in owners:
             known = sorted({*COMMON_FIELDS, *owners})
-            raise UserError(f"unknown key {key!r}", file=file, field=f"launcher.{key}", fix=f"use one of {', '.join(known)}")
+            fix = f"use one of {', '.join(known)}"
+            raise UserError(f"unknown key {key!r}", file=file, field=f"launcher.{key}", fix=fix)
         if value not in (None, [], (), ""):
             raise UserError(
                 f"is read by the {owners[key]} launcher only, and this one is {name}",

@@ -82,12 +82,14 @@ class AllenNLPLauncher(Launcher):
         config_file = str(Path(config_path).absolute())
         directory = str(Path(serialization_dir).absolute())
         packages = list(self.include_package)
-        return fork_training(
-            lambda: train_in_place(config_file, directory, packages), log_path=log_path, threads=threads, env=env
-        )
+
+        def run() -> None:
+            _train_in_place(config_file, directory, packages)
+
+        return fork_training(run, log_path=log_path, threads=threads, env=env)
 
 
-def train_in_place(config_path: str, serialization_dir: str, include_package: Sequence[str] = ()) -> None:
+def _train_in_place(config_path: str, serialization_dir: str, include_package: Sequence[str] = ()) -> None:
     """Train the AllenNLP config at `config_path` into the existing `serialization_dir`.
 
     `allennlp train` (`train_model`) refuses a non-empty serialization directory unless asked to
@@ -102,35 +104,36 @@ def train_in_place(config_path: str, serialization_dir: str, include_package: Se
     `train_model` before the call are repeated here: `meta.json`, and popping `evaluation` and
     `include_in_archive`, which `TrainModel` would refuse.
 
-    Distributed training (a `distributed` section) goes through `train_model` with `recover` set
-    when the directory is not empty, because only it starts the ranks; they are spawned by
-    `torch.multiprocessing` into this process group, so stopping the trial stops them all.
+    Distributed training (a `distributed` section) needs `train_model`, the only code that starts
+    the ranks (spawned by `torch.multiprocessing` into this process group, so stopping the trial
+    stops them all). Its `recover` flag passes the directory check but then loads the vocabulary of
+    an earlier run, which a new trial does not have. So the check becomes a plain `makedirs` and the
+    archiving nothing, in this process only: call this function only in a process of its own, as
+    the launcher does. `train_model` rewrites `config.json` from the same config, in AllenNLP's layout.
     """
-    from allennlp.commands.train import _train_worker, train_model
+    from allennlp.commands import train as allennlp_train
     from allennlp.common import Params
     from allennlp.common import logging as common_logging
     from allennlp.common.meta import META_NAME, Meta
-    from allennlp.models.archival import CONFIG_NAME, verify_include_in_archive
+    from allennlp.models.archival import verify_include_in_archive
+    from allennlp.training import util as training_util
 
     common_logging.FILE_FRIENDLY_LOGGING = True  # output goes to a file: no carriage-return progress bars
     params = Params.from_file(config_path)
     os.makedirs(serialization_dir, exist_ok=True)
     if "distributed" in params:
-        recover = bool(os.listdir(serialization_dir))
-        if recover and not os.path.exists(os.path.join(serialization_dir, CONFIG_NAME)):
-            params.to_file(os.path.join(serialization_dir, CONFIG_NAME))
-        train_model(
-            params,
-            serialization_dir,
-            recover=recover,
-            include_package=list(include_package),
-            file_friendly_logging=True,
+        training_util.create_serialization_dir = lambda params, directory, recover, force: os.makedirs(
+            directory, exist_ok=True
+        )
+        allennlp_train.archive_model = lambda *args, **kwargs: None
+        allennlp_train.train_model(
+            params, serialization_dir, include_package=list(include_package), file_friendly_logging=True
         )
         return
     params.pop("evaluation", None)
     verify_include_in_archive(params.pop("include_in_archive", None))
     Meta.new().to_file(os.path.join(serialization_dir, META_NAME))
-    _train_worker(
+    allennlp_train._train_worker(
         process_rank=0,
         params=params,
         serialization_dir=serialization_dir,

@@ -161,7 +161,9 @@ class ForkedProcess(TrainingProcess):
             if code is not None or remaining <= 0:
                 return code
             if self._pidfd is not None:
-                select.select([self._pidfd], [], [], remaining)  # readable once the child exits
+                poller = select.poll()
+                poller.register(self._pidfd, select.POLLIN)  # readable once the child exits
+                poller.poll(max(1, int(remaining * 1000)))
             else:
                 time.sleep(min(_POLL_S, remaining))
 
@@ -249,10 +251,13 @@ def thread_environment(threads: int) -> dict[str, str]:
 def string_list(value: Any, *, field: str, file: str | Path | None, example: str) -> list[str]:
     """A config value that must be a list of strings."""
     if isinstance(value, str):
-        raise UserError(f"is the string {value!r}, not a list", file=file, field=field, fix=f"write a list: {example}")
-    if not isinstance(value, Iterable) or isinstance(value, Mapping) or not all(isinstance(v, str) for v in value):
+        raise UserError(
+            f"is the string {value!r}, not a list", file=file, field=field, fix=f"write a list: {example}"
+        )
+    items = list(value) if isinstance(value, Iterable) and not isinstance(value, Mapping) else None
+    if items is None or any(not isinstance(item, str) for item in items):
         raise UserError("must be a list of strings", file=file, field=field, fix=f"write a list: {example}")
-    return list(value)
+    return items
 
 
 @contextlib.contextmanager
@@ -332,14 +337,21 @@ def fork_training(
 
 
 def _run_target(target: Callable[[], int | None]) -> int:
+    """Run the training as a script's main code would run: exit code, traceback, threads joined."""
     try:
         result = target()
     except SystemExit as exit_:
-        return _exit_code(exit_.code)
+        code = _exit_code(exit_.code)
     except BaseException:
         traceback.print_exc()
-        return 1
-    return _exit_code(result)
+        code = 1
+    else:
+        code = _exit_code(result)
+    # An interpreter waits for non-daemon threads before it exits; os._exit would not.
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    return code
 
 
 def _exit_code(value: object) -> int:

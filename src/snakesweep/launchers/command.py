@@ -51,7 +51,9 @@ class CommandLauncher(Launcher):
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, file: str | Path | None = None) -> CommandLauncher:
         if spec.get("command") is None:
-            raise UserError("the command launcher needs a command", file=file, field=FIELD, fix=f"add {EXAMPLE}")
+            raise UserError(
+                "the command launcher needs a command", file=file, field=FIELD, fix=f"add {EXAMPLE}"
+            )
         return cls(spec["command"], file=file)
 
     def _check_placeholders(self, argument: str) -> None:
@@ -59,7 +61,10 @@ class CommandLauncher(Launcher):
             names = [name for _, name, _, _ in string.Formatter().parse(argument) if name is not None]
         except ValueError as error:
             raise UserError(
-                f"argument {argument!r}: {error}", file=self.file, field=FIELD, fix="write a literal brace as {{ or }}"
+                f"argument {argument!r}: {error}",
+                file=self.file,
+                field=FIELD,
+                fix="write a literal brace as {{ or }}",
             ) from None
         for name in names:
             if name not in PLACEHOLDERS:
@@ -73,7 +78,9 @@ class CommandLauncher(Launcher):
         try:
             argument.format(**_SAMPLE)
         except (ValueError, TypeError) as error:
-            raise UserError(f"argument {argument!r}: {error}", file=self.file, field=FIELD, fix="fix the format spec") from None
+            raise UserError(
+                f"argument {argument!r}: {error}", file=self.file, field=FIELD, fix="fix the format spec"
+            ) from None
 
     def prepare(self) -> None:
         """Check that the program exists, so a typo fails the worker before its first trial."""
@@ -91,7 +98,9 @@ class CommandLauncher(Launcher):
                 fix="give its absolute path, or put it on PATH",
             )
 
-    def arguments(self, config_path: Path, serialization_dir: Path, *, trial_number: int, threads: int) -> list[str]:
+    def arguments(
+        self, config_path: Path, serialization_dir: Path, *, trial_number: int, threads: int
+    ) -> list[str]:
         """The argument list for one trial, placeholders filled in."""
         values = {
             "config": os.path.abspath(config_path),

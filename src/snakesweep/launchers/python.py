@@ -32,16 +32,23 @@ _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 def split_reference(reference: Any, *, field: str = FIELD, file: str | Path | None = None) -> tuple[str, str]:
     """("module", "function") from "module:function", or a UserError."""
     if not isinstance(reference, str):
-        raise UserError("must be a string 'module:function'", file=file, field=field, fix=f"write e.g. {EXAMPLE}")
+        raise UserError(
+            "must be a string 'module:function'", file=file, field=field, fix=f"write e.g. {EXAMPLE}"
+        )
     module_name, colon, attribute = reference.partition(":")
     if not colon or not _DOTTED.match(module_name) or not _DOTTED.match(attribute):
         raise UserError(
-            f"{reference!r} is not of the form 'module:function'", file=file, field=field, fix=f"write e.g. {EXAMPLE}"
+            f"{reference!r} is not of the form 'module:function'",
+            file=file,
+            field=field,
+            fix=f"write e.g. {EXAMPLE}",
         )
     return module_name, attribute
 
 
-def import_function(reference: str, *, field: str = FIELD, file: str | Path | None = None) -> Callable[..., Any]:
+def import_function(
+    reference: str, *, field: str = FIELD, file: str | Path | None = None
+) -> Callable[..., Any]:
     """The callable named by "module:function" ("module:Class.method" works too)."""
     module_name, attribute = split_reference(reference, field=field, file=file)
     try:
@@ -80,7 +87,9 @@ class PythonLauncher(Launcher):
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, file: str | Path | None = None) -> PythonLauncher:
         if spec.get("function") is None:
-            raise UserError("the python launcher needs a function", file=file, field=FIELD, fix=f"add e.g. {EXAMPLE}")
+            raise UserError(
+                "the python launcher needs a function", file=file, field=FIELD, fix=f"add e.g. {EXAMPLE}"
+            )
         return cls(spec["function"], file=file)
 
     def prepare(self) -> None:

@@ -1,0 +1,165 @@
+"""Session-scoped pytest fixtures for the real servers of `tests/services/servers.py`.
+
+Registered for the whole suite by `pytest_plugins = ["tests.services.fixtures"]` in
+`tests/conftest.py`. Each server starts the first time a test asks for it, once per test run, and
+stops when the run ends (pass, fail or Ctrl-C); the teardown then fails loudly if any process it
+started is still alive.
+
+- `mariadb`, `postgres`: `servers.MariaDBInfo` / `servers.PostgresInfo` (a database `sweeps`, a user
+  `sweeper` with a random password; `url_template`, `env`, `url()`, `restart()`, `create_database()`).
+- `mariadb_database`, `postgres_database`: a fresh database on that server for one test, dropped after.
+- `slurm`: `servers.SlurmInfo`, a one-node cluster with two fake GPUs and slurmdbd (own MariaDB);
+  pass `slurm.env` to every subprocess.
+- `slurm_clean`: the same cluster for one test; every job left in the queue is cancelled after it.
+
+Without the packages (`tests/services/install-packages`) or without root, these fixtures skip the
+test, except under CI (`CI` set), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.services import servers
+
+DAEMON_NAMES = ("munged", "slurmctld", "slurmd", "slurmdbd", "slurmstepd", "mariadbd", "postgres")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"service tests cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _require(kind: str, needs_root: bool = False) -> None:
+    missing = servers.missing_binaries(kind)
+    if missing:
+        _unavailable(f"{kind} is not installed ({', '.join(missing)}); run: sudo bash tests/services/install-packages")
+    if needs_root and os.geteuid() != 0:
+        _unavailable(f"the {kind} test cluster needs root (slurmd launches jobs, mknod makes the fake GPUs)")
+
+
+def _leftovers(tag: str, pids: list[int | None]) -> list[str]:
+    """Processes named like our daemons (pgrep -x) that carry our tag or have one of our PIDs."""
+    ours = {pid for pid in pids if pid}
+    tagged = {pid for pid, _ in servers.tagged_processes(tag)}
+    found = []
+    for name in DAEMON_NAMES:
+        result = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+        for line in result.stdout.split():
+            pid = int(line)
+            if (pid in ours or pid in tagged) and servers._alive(pid):
+                found.append(f"{name}[{pid}]")
+    # Anything else still carrying the tag (a job's sleep, a shell).
+    found += [f"{name}[{pid}]" for pid, name in servers.tagged_processes(tag) if name not in DAEMON_NAMES]
+    return found
+
+
+def _check_stopped(what: str, tag: str, pids: list[int | None]) -> None:
+    left = _leftovers(tag, pids)
+    if left:
+        raise RuntimeError(f"{what} left processes running after its teardown: {', '.join(left)}")
+
+
+@pytest.fixture(scope="session")
+def _services_sigterm() -> Iterator[None]:
+    """Turn SIGTERM (CI timeouts, `kill`) into KeyboardInterrupt so the teardowns run."""
+    previous = signal.getsignal(signal.SIGTERM)
+    installed = False
+    if previous in (signal.SIG_DFL, None):
+        def interrupt(signum, frame):  # noqa: ARG001
+            raise KeyboardInterrupt("SIGTERM")
+        try:
+            signal.signal(signal.SIGTERM, interrupt)
+            installed = True
+        except ValueError:  # not the main thread
+            pass
+    yield
+    if installed:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.MariaDBInfo]:
+    _require("mariadb")
+    with servers.mariadb_server(tmp_path_factory.mktemp("mariadb")) as info:
+        tag, pids = info.tag, [info.pid]
+        yield info
+        pids.append(info.pid)  # a restart() changes it
+    _check_stopped("mariadb", tag, pids)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.PostgresInfo]:
+    _require("postgres")
+    with servers.postgres_server(tmp_path_factory.mktemp("postgres")) as info:
+        tag, pids = info.tag, [info.pid]
+        yield info
+        pids.append(info.pid)
+    _check_stopped("postgres", tag, pids)
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.SlurmInfo]:
+    _require("slurm", needs_root=True)
+    with servers.slurm_cluster(tmp_path_factory.mktemp("slurm"), gpus=2, cpus=2, with_dbd=True) as info:
+        tag = info.tag
+        pids = list(info.pids().values())
+        if info.mariadb is not None:
+            pids.append(info.mariadb.pid)
+        yield info
+    _check_stopped("slurm", tag, pids)
+
+
+@pytest.fixture
+def slurm_clean(slurm: servers.SlurmInfo) -> Iterator[servers.SlurmInfo]:
+    """The session cluster; whatever the test left in the queue is cancelled afterwards."""
+    yield slurm
+    slurm.cancel_all()
+
+
+@dataclass(frozen=True)
+class Database:
+    """One test's database on a shared server."""
+
+    name: str
+    url_template: str  # ...:${DB_PASSWORD}@...
+    env: dict[str, str]  # {"DB_PASSWORD": ...}
+    password: str
+
+    def url(self) -> str:
+        """With the password in it: in-process use only."""
+        return self.url_template.replace("${DB_PASSWORD}", self.password)
+
+
+def _database_name(request: pytest.FixtureRequest) -> str:
+    stem = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40].strip("_")
+    return f"t_{stem}_{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def mariadb_database(mariadb: servers.MariaDBInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
+    name = _database_name(request)
+    mariadb.create_database(name)
+    template = mariadb.url_template.rsplit("/", 1)[0] + f"/{name}"
+    yield Database(name, template, dict(mariadb.env), mariadb.password)
+    mariadb.drop_database(name)
+
+
+@pytest.fixture
+def postgres_database(postgres: servers.PostgresInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
+    name = _database_name(request)
+    postgres.create_database(name)
+    template = postgres.url_template.rsplit("/", 1)[0] + f"/{name}"
+    yield Database(name, template, dict(postgres.env), postgres.password)
+    postgres.drop_database(name)
+

@@ -1,0 +1,251 @@
+"""Workers as real processes: exact totals, pruning that stops trainers, crashes, kills and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from snakesweep.config import load_config
+from snakesweep.study import create_study, load_study
+from snakesweep.worker import ATTR_SURPLUS
+from tests.conftest import ROOT, write_project
+
+CURVE = "local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers')); {lr: lr, layers: layers, epochs: %d, sleep_s: %s}"
+PYTHON_CURVE = {"type": "python", "function": "tests.trainers.curve:train"}
+NO_PRUNING = {"sampler": {"type": "RandomSampler", "attributes": {}}, "pruner": {"type": "NopPruner", "attributes": {}}}
+
+
+def make_config(tmp_path, *, epochs=3, sleep_s=0.0, storage=None, n_trials=4, launcher=PYTHON_CURVE, optuna_json=None,
+                jsonnet=None, **sections):
+    config = {"study": {"n_trials": n_trials, "storage": storage, "heartbeat_s": 2},
+              "launcher": launcher, "workers": {"poll_s": 0.1}, **sections}
+    path = write_project(tmp_path, config=config, jsonnet=jsonnet or CURVE % (epochs, sleep_s))
+    if optuna_json is not None:
+        (tmp_path / "optuna.json").write_text(json.dumps(optuna_json))
+    create_study(load_config(path))
+    return path
+
+
+def worker(config_path, index=0, env=None, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "snakesweep.cli", "worker", "--configfile", str(config_path), "--worker", str(index)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def finish(process, timeout=120):
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output
+
+
+def trials(config_path):
+    return load_study(load_config(config_path)).get_trials()
+
+
+def counted(config_path):
+    real = [t for t in trials(config_path) if not t.system_attrs.get(ATTR_SURPLUS)]
+    return {state: sum(t.state == state for t in real) for state in TrialState}
+
+
+def wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def test_a_worker_fills_the_budget_and_reruns_add_only_the_difference(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=3)
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 0, output
+    assert counted(config_path)[TrialState.COMPLETE] + counted(config_path)[TrialState.PRUNED] == 3
+    assert "finished 3/3" in output
+
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 0 and len(trials(config_path)) == 3, "the same budget runs no trial"
+
+    text = config_path.read_text().replace("n_trials: 3", "n_trials: 5")
+    config_path.write_text(text)
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 0, output
+    assert len(trials(config_path)) == 5 and output.count(" trial ") == 2
+
+
+def test_a_trial_directory_holds_what_it_takes_to_rerun_it(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=1)
+    env = {**run_env, "CUDA_VISIBLE_DEVICES": "7"}
+    assert finish(worker(config_path, env=env))[0] == 0
+    (trial,) = trials(config_path)
+    directory = next((tmp_path / "results" / "studies").iterdir()) / "trials" / "0"
+    assert {"config.json", "params.json", "seed", "train.log", "provenance.json", "metrics.json",
+            "metrics_epoch_0.json", "metrics_epoch_2.json"} <= {p.name for p in directory.iterdir()}
+    assert json.loads((directory / "params.json").read_text()) == trial.params
+    config = json.loads((directory / "config.json").read_text())
+    assert config["lr"] == trial.params["lr"] and config["random_seed"] == int((directory / "seed").read_text())
+    provenance = json.loads((directory / "provenance.json").read_text())
+    assert provenance["git_commit"] and provenance["cuda_visible_devices"] == "7"
+    assert provenance["versions"]["optuna"] == optuna.__version__
+    assert trial.value == json.loads((directory / "metrics.json").read_text())["best_validation_accuracy"]
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_four_concurrent_workers_reach_exactly_the_total(tmp_path, run_env, storage):
+    url = None if storage == "sqlite" else f"journal:{tmp_path}/results/journal.log"
+    config_path = make_config(tmp_path, n_trials=10, sleep_s=0.1, storage=url)
+    processes = [worker(config_path, i, env=run_env) for i in range(4)]
+    results = [finish(p) for p in processes]
+    assert all(code == 0 for code, _ in results), results
+    counts = counted(config_path)
+    assert counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] == 10
+    assert counts[TrialState.RUNNING] == counts[TrialState.WAITING] == 0
+    finished = [t for t in trials(config_path) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len({t.user_attrs["worker"] for t in finished}) >= 3, "the trials were shared out"
+
+
+def test_pruning_stops_the_running_trainer(tmp_path, run_env):
+    # Every value is below the threshold: the first report prunes. Each epoch takes 0.5 s, so
+    # without a stop the trainer would write 20 epoch files.
+    prune_all = {"sampler": {"type": "RandomSampler", "attributes": {}},
+                 "pruner": {"type": "ThresholdPruner", "attributes": {"lower": 5.0}}}
+    config_path = make_config(tmp_path, n_trials=1, epochs=20, sleep_s=0.5, optuna_json=prune_all)
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 0, output
+    (trial,) = trials(config_path)
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["pruned_at_epoch"] == 0
+    directory = next((tmp_path / "results" / "studies").iterdir()) / "trials" / "0"
+    pid = int((directory / "pid").read_text())
+    assert not alive(pid)
+    time.sleep(1.5)
+    assert sorted(p.name for p in directory.glob("metrics_epoch_*.json")) == ["metrics_epoch_0.json"]
+
+
+def test_pruning_can_be_switched_off(tmp_path, run_env):
+    prune_all = {"sampler": {"type": "RandomSampler", "attributes": {}},
+                 "pruner": {"type": "ThresholdPruner", "attributes": {"lower": 5.0}}}
+    config_path = make_config(tmp_path, n_trials=2, optuna_json=prune_all, objective={"intermediate": None})
+    assert finish(worker(config_path, env=run_env))[0] == 0
+    assert counted(config_path)[TrialState.COMPLETE] == 2
+
+
+def test_a_crashing_trainer_fails_its_trial_with_its_log_and_the_worker_stops_after_max_failures(tmp_path, run_env):
+    jsonnet = CURVE % (3, 0) + " + {crash: true}"
+    config_path = make_config(tmp_path, n_trials=5, jsonnet=jsonnet, workers={"max_failures": 2, "poll_s": 0.1})
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 1
+    last = output.strip().splitlines()[-1]
+    assert "2 trials in a row failed" in last and "workers.max_failures" in last and "train.log" in last
+    failed = trials(config_path)
+    assert [t.state for t in failed] == [TrialState.FAIL, TrialState.FAIL]
+    assert "the trainer crashed on purpose" in failed[0].user_attrs["log_tail"]
+    assert "exited with status 1" in failed[0].user_attrs["fail_reason"]
+
+
+def test_a_wrong_metric_name_stops_the_worker_naming_the_keys_there_are(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=3, objective={"intermediate": "val_acc"})
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 1
+    last = output.strip().splitlines()[-1]
+    assert "no key 'val_acc'" in last and "validation_accuracy" in last and "epoch" in last
+    assert len(trials(config_path)) == 1
+
+
+def test_a_nan_metric_fails_the_trial_with_the_reason(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=1, launcher={"type": "command", "command": [
+        sys.executable, "-c",
+        "import sys; from snakesweep.trialfiles import write_final_metrics as w; w(sys.argv[1], dict(best_validation_accuracy=float('nan')))",
+        "{serialization_dir}"]}, objective={"intermediate": None}, workers={"max_failures": 1, "poll_s": 0.1})
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 1, output
+    (trial,) = trials(config_path)
+    assert trial.state == TrialState.FAIL and "NaN" in trial.user_attrs["fail_reason"]
+
+
+def test_shell_metacharacters_in_a_value_stay_literal(tmp_path, run_env):
+    marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
+    evil = f'"; touch {marker}; echo "'
+    space = {"lr": {"type": "float", "low": 0.001, "high": 0.1}, "layers": [2], "tag": {"type": "categorical", "choices": [evil]}}
+    jsonnet = "local p(n) = std.parseJson(std.extVar(n)); {lr: p('lr'), layers: p('layers'), tag: std.extVar('tag')}"
+    path = write_project(tmp_path, space=space, jsonnet=jsonnet, config={
+        "study": {"n_trials": 1},
+        "launcher": {"type": "command", "command": [sys.executable, "tests/trainers/curve.py", "{config}", "{serialization_dir}"]},
+    })
+    create_study(load_config(path))
+    code, output = finish(worker(path, env=run_env))
+    assert code == 0, output
+    directory = next((tmp_path / "results" / "studies").iterdir()) / "trials" / "0"
+    assert json.loads((directory / "tag.json").read_text()) == evil
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_a_killed_worker_trial_is_retried_and_the_total_stays_exact(tmp_path, run_env, storage):
+    url = None if storage == "sqlite" else f"journal:{tmp_path}/results/journal.log"
+    config_path = make_config(tmp_path, n_trials=3, epochs=4, sleep_s=0.5, storage=url, optuna_json=NO_PRUNING)
+    victim = worker(config_path, 0, env=run_env)
+    wait_for(lambda: any(t.state == TrialState.RUNNING for t in trials(config_path)))
+    wait_for(lambda: list((tmp_path / "results" / "studies").glob("*/trials/0/pid")))
+    victim.kill()
+    victim.wait()
+    (killed,) = [t for t in trials(config_path) if t.state == TrialState.RUNNING]
+    trainer_pid = int(next((tmp_path / "results" / "studies").glob("*/trials/0/pid")).read_text())
+    os.kill(trainer_pid, signal.SIGKILL)  # a lost node takes the trainer with it
+
+    code, output = finish(worker(config_path, 0, env=run_env))
+    assert code == 0, output
+    final = trials(config_path)
+    assert [t.state for t in final if t.number == killed.number] == [TrialState.FAIL]
+    retried = [t for t in final if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params == killed.params and retried[0].state == TrialState.COMPLETE
+    counts = counted(config_path)
+    assert counts[TrialState.COMPLETE] == 3 and counts[TrialState.RUNNING] == 0
+
+
+def test_an_rdb_heartbeat_lets_another_worker_retry_a_killed_workers_trial(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=2, epochs=4, sleep_s=0.5, optuna_json=NO_PRUNING)
+    victim = worker(config_path, 0, env=run_env)
+    wait_for(lambda: list((tmp_path / "results" / "studies").glob("*/trials/0/pid")))
+    victim.kill()
+    victim.wait()
+    os.kill(int(next((tmp_path / "results" / "studies").glob("*/trials/0/pid")).read_text()), signal.SIGKILL)
+    code, output = finish(worker(config_path, 1, env=run_env))  # a different worker index
+    assert code == 0, output
+    retried = [t for t in trials(config_path) if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert counted(config_path)[TrialState.COMPLETE] == 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signalled_worker_stops_its_trainer_and_requeues_the_trial(tmp_path, run_env, signum):
+    config_path = make_config(tmp_path, n_trials=2, epochs=40, sleep_s=0.25, optuna_json=NO_PRUNING)
+    process = worker(config_path, env=run_env)
+    pid_files = tmp_path / "results" / "studies"
+    wait_for(lambda: list(pid_files.glob("*/trials/0/metrics_epoch_0.json")))
+    trainer_pid = int(next(pid_files.glob("*/trials/0/pid")).read_text())
+    process.send_signal(signum)
+    code, output = finish(process, timeout=60)
+    assert code == 128 + signum, output
+    assert not alive(trainer_pid)
+    states = [(t.number, t.state) for t in trials(config_path)]
+    assert states == [(0, TrialState.FAIL), (1, TrialState.WAITING)]
+    assert "queued again" in output.strip().splitlines()[-1]
