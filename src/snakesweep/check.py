@@ -33,6 +33,19 @@ def check_data_paths(rendered: Mapping[str, Any], source: str) -> None:
                 raise UserError("data file not found", file=source, field=key, fix=f"create {value} or fix the path")
 
 
+def check_model_config(config: Mapping[str, Any], spec: StudySpec) -> dict[str, Any]:
+    """Render the Jsonnet once with a sampled point and check its data files; return the point."""
+    from snakesweep.render import render
+
+    model = config["model"]
+    point = sample_point(spec)
+    rendered = render(model["config"], point, style=model["style"], overrides=model["overrides"],
+                      strict=model["strict"])
+    if config["launcher"]["type"] == "allennlp":
+        check_data_paths(rendered, model["config"])
+    return point
+
+
 def check_storage(config: Mapping[str, Any]) -> str:
     """Reach the storage without creating anything; return the masked URL."""
     url = storages.storage_url(config)
@@ -64,8 +77,6 @@ def _writable(path: Path) -> bool:
 
 def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
     """Print one line per check; 0 when all pass, 1 otherwise."""
-    from snakesweep.render import render
-
     failures = 0
     state: dict[str, Any] = {}
 
@@ -95,18 +106,7 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
         return f"{type(sampler).__name__}, {type(pruner).__name__}"
 
     def jsonnet() -> str:
-        config = state["config"]
-        point = sample_point(state["spec"])
-        rendered = render(
-            config["model"]["config"],
-            point,
-            style=config["model"]["style"],
-            overrides=config["model"]["overrides"],
-            strict=config["model"]["strict"],
-        )
-        if config["launcher"]["type"] == "allennlp":
-            check_data_paths(rendered, config["model"]["config"])
-        return f"rendered with {point}"
+        return f"rendered with {check_model_config(state['config'], state['spec'])}"
 
     def test_data() -> str | None:
         path = Path(state["config"]["retrain"]["test_data"])

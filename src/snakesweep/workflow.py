@@ -11,6 +11,7 @@ from snakesweep import layout
 from snakesweep import storage as storages
 from snakesweep.config import validate_config
 from snakesweep.errors import UserError
+from snakesweep.check import check_model_config
 from snakesweep.study import jsonnet_files, n_trials, study_spec
 
 
@@ -26,8 +27,10 @@ def plan(config: dict[str, Any], *, remote_executor: bool = False) -> Plan:
     """Validate the config (filling defaults in place, as snakemake.utils.validate does) and plan the run."""
     config.update(validate_config(config, "config"))
     spec = study_spec(config)
+    storages.storage_url(config)  # every variable it names is set
     if remote_executor:
         refuse_sqlite_on_cluster(config)
+    check_model_config(config, spec)
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]
     if config["study"]["optuna"]:
         inputs.append(config["study"]["optuna"])

@@ -235,6 +235,24 @@ def _wait_for(check: Callable[[], bool], daemon: _Daemon, what: str, timeout: fl
         time.sleep(0.1)
 
 
+def _start_on_port(daemon: _Daemon, wait: Callable[[], None], port_index: int, render: Callable[[int], str],
+                   on_new_port: Callable[[int], None], fixed: bool, attempts: int = 3) -> None:
+    """Start and wait; when another process took the chosen port meanwhile, retry on a new one."""
+    for attempt in range(attempts):
+        daemon.start()
+        try:
+            wait()
+            return
+        except ServiceError:
+            daemon.stop()
+            clash = "Address already in use" in _tail(daemon.log, 15)
+            if fixed or not clash or attempt == attempts - 1:
+                raise
+            port = free_port()
+            daemon.argv[port_index] = render(port)
+            on_new_port(port)
+
+
 def _port_open(port: int, host: str = LOCALHOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -402,6 +420,7 @@ def mariadb_server(tmp: str | os.PathLike, *, database: str = "sweeps", user: st
     env = _base_env(tag)
     log = base / "mariadbd.log"
     sock = rundir / "mysqld.sock"
+    fixed_port = port is not None
     port = port or free_port()
     admin = base / "admin.cnf"
     admin.write_text(f"[client]\nuser=root\nsocket={sock}\n")
@@ -429,8 +448,8 @@ def mariadb_server(tmp: str | os.PathLike, *, database: str = "sweeps", user: st
                        socket=sock, datadir=datadir, log=log, admin_defaults=admin, tag=tag,
                        _daemon=daemon, _timeout=timeout)
     try:
-        daemon.start()
-        _wait_mariadb(info, timeout)
+        _start_on_port(daemon, lambda: _wait_mariadb(info, timeout), argv.index(f"--port={port}"),
+                       lambda new: f"--port={new}", lambda new: setattr(info, "port", new), fixed_port)
         info.create_database(database, user, password)
         yield info
     finally:
@@ -584,6 +603,7 @@ def postgres_server(tmp: str | os.PathLike, *, database: str = "sweeps", user: s
         link.symlink_to(private / "data")
     datadir, rundir = home / "data", home / "run"
     log = base / "postgres.log"
+    fixed_port = port is not None
     port = port or free_port()
     tmp_dirs = [datadir, rundir]
     if private is not None:
@@ -611,8 +631,8 @@ def postgres_server(tmp: str | os.PathLike, *, database: str = "sweeps", user: s
                             socket_dir=rundir, datadir=datadir, log=log, os_user=os_user, tag=tag,
                             _daemon=daemon, _bindir=bindir, _timeout=timeout)
         try:
-            daemon.start()
-            _wait_postgres(info, timeout)
+            _start_on_port(daemon, lambda: _wait_postgres(info, timeout), argv.index("-p") + 1, str,
+                           lambda new: setattr(info, "port", new), fixed_port)
             info.create_database(database, user, password)
             yield info
         finally:

@@ -1,6 +1,7 @@
 """A trainer with no model: a learning curve computed from the config, for testing the worker.
 
     python tests/trainers/curve.py CONFIG SERIALIZATION_DIR
+    python tests/trainers/curve.py --evaluate MODEL_DIR TEST_DATA OUTPUT
     launcher function: tests.trainers.curve:train
 
 Config keys: `lr` and `layers` (the swept parameters: the curve peaks at lr=0.01, layers=2),
@@ -44,5 +45,16 @@ def train(config: dict[str, Any], serialization_dir: str) -> None:
     write_final_metrics(out, {f"best_{key}": best})
 
 
+def evaluate(model_dir: str, test_data: str, output: str) -> None:
+    """`retrain.evaluate_command`: a "test accuracy" derived from the retrained run's config."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    lines = Path(test_data).read_text().count("\n")
+    result = {"accuracy": score(config, 10) - 0.01, "examples": lines}
+    Path(output).write_text(json.dumps(result))
+
+
 if __name__ == "__main__":
-    train(json.loads(Path(sys.argv[1]).read_text()), sys.argv[2])
+    if sys.argv[1] == "--evaluate":
+        evaluate(*sys.argv[2:5])
+    else:
+        train(json.loads(Path(sys.argv[1]).read_text()), sys.argv[2])

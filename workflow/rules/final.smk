@@ -12,6 +12,8 @@ rule retrain:
         gpu=config["workers"]["gpu"],
     log:
         f"{RESULTS}/logs/retrain-{{seed}}.log",
+    conda:
+        "../envs/snakesweep.yaml"
     script:
         "../scripts/retrain.py"
 
@@ -26,6 +28,8 @@ rule evaluate:
     threads: config["workers"]["threads"]
     log:
         f"{RESULTS}/logs/evaluate-{{seed}}.log",
+    conda:
+        "../envs/snakesweep.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -41,5 +45,7 @@ rule test_metrics:
         f"{RESULTS}/test_metrics.json",
     log:
         f"{RESULTS}/logs/test_metrics.log",
+    conda:
+        "../envs/snakesweep.yaml"
     script:
         "../scripts/test_metrics.py"

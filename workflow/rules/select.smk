@@ -11,5 +11,7 @@ rule select:
         best_config=f"{RESULTS}/best_config.json",
     log:
         f"{RESULTS}/logs/select.log",
+    conda:
+        "../envs/snakesweep.yaml"
     script:
         "../scripts/select.py"

@@ -11,5 +11,7 @@ rule create_study:
         study=PLAN.study_name,
     log:
         f"{STUDY_DIR}/logs/create_study.log",
+    conda:
+        "../envs/snakesweep.yaml"
     script:
         "../scripts/create_study.py"

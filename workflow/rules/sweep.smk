@@ -13,5 +13,7 @@ rule worker:
         gpu=config["workers"]["gpu"],
     log:
         f"{STUDY_DIR}/logs/worker-{{worker}}.log",
+    conda:
+        "../envs/snakesweep.yaml"
     script:
         "../scripts/worker.py"

@@ -1,0 +1,130 @@
+"""The workflow through real Snakemake: the default AllenNLP sweep on a tiny budget, staleness, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow_project import ROOT, edit_config, make, planned_rules, read_config, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def env(run_env):
+    return run_env
+
+
+def last_line(result):
+    return (result.stdout + result.stderr).strip().splitlines()[-1]
+
+
+def test_the_default_allennlp_sweep_on_a_tiny_budget(tmp_path, env):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    config = yaml.safe_load((tmp_path / "config" / "config.yaml").read_text())
+    config["study"]["n_trials"] = 3
+    config["model"]["overrides"] = {"trainer.num_epochs": 1}
+    config["retrain"]["seeds"] = [1, 2]
+    write_config(tmp_path, config)
+
+    result = snakemake(tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "snakesweep: done." in result.stdout + result.stderr
+    results = tmp_path / "results"
+    best = json.loads((results / "best_params.json").read_text())
+    assert best["metric"] == "best_validation_accuracy" and 0 < best["value"] <= 1
+    assert best["counts"]["complete"] + best["counts"]["pruned"] == 3
+    assert best["storage"] == "sqlite:///results/optuna.db"
+    assert set(best["params"]) >= {"embedding_dim", "encoder", "dropout", "lr", "batch_size"}
+    trials = pd.read_csv(results / "trials.csv")
+    assert len(trials) == 3 and set(trials["worker"]) <= {0, 1}
+    assert json.loads((results / "best_config.json").read_text())["model"]["type"] == "basic_classifier"
+    test = json.loads((results / "test_metrics.json").read_text())
+    assert set(test["seeds"]) == {"1", "2"} and 0 < test["mean"]["accuracy"] <= 1 and "accuracy" in test["std"]
+    for seed in (1, 2):
+        assert (results / "final" / f"seed-{seed}" / "model.tar.gz").exists()
+    trial_dir = results / "studies" / best["study"] / "trials" / str(best["trial"])
+    assert json.loads((trial_dir / "config.json").read_text())["trainer"]["cuda_device"] == -1
+    assert "test_data_path" not in json.loads((trial_dir / "config.json").read_text())
+
+
+def test_rerunning_only_what_is_stale(tmp_path, env):
+    """The README's staleness table, row by row, each after a real run."""
+    make(tmp_path)
+    assert snakemake(tmp_path, env=env).returncode == 0
+    after_study = {"worker", "select", "retrain", "evaluate", "test_metrics", "all"}
+
+    assert planned_rules(tmp_path, env) == {}, "nothing changed: nothing runs"
+
+    edit_config(tmp_path, study={"n_trials": 6})
+    assert set(planned_rules(tmp_path, env)) == after_study, "a larger budget: workers and what follows"
+    assert snakemake(tmp_path, env=env).returncode == 0
+    best = json.loads((tmp_path / "results" / "best_params.json").read_text())
+    assert best["counts"]["complete"] + best["counts"]["pruned"] == 6
+    assert len(pd.read_csv(tmp_path / "results" / "trials.csv")) == 6, "only the missing trials were added"
+
+    for change in (
+        lambda: (tmp_path / "config" / "space.json").write_text(json.dumps(
+            {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}, "layers": {"type": "int", "low": 1, "high": 3}})),
+        lambda: (tmp_path / "config" / "model.jsonnet").write_text(
+            (tmp_path / "config" / "model.jsonnet").read_text().replace("epochs: 3", "epochs: 4")),
+        lambda: edit_config(tmp_path, objective={"reduce": "last", "metric": "validation_accuracy"}),
+        lambda: (tmp_path / "config" / "optuna.json").write_text(json.dumps(
+            {"sampler": {"type": "RandomSampler", "attributes": {}}, "pruner": {"type": "NopPruner", "attributes": {}}})),
+    ):
+        saved = {p: p.read_text() for p in (tmp_path / "config").iterdir()}
+        change()
+        assert set(planned_rules(tmp_path, env)) == {"create_study"} | after_study, "a new study"
+        for path, text in saved.items():
+            path.write_text(text)
+    assert planned_rules(tmp_path, env) == {}
+
+    edit_config(tmp_path, retrain={"seeds": [1, 2, 3]})
+    assert planned_rules(tmp_path, env) == {"retrain": 1, "evaluate": 1, "test_metrics": 1, "all": 1}
+    config = read_config(tmp_path)
+    config["retrain"]["seeds"] = [1, 2]
+    config["retrain"]["overrides"] = {"epochs": 5}
+    write_config(tmp_path, config)
+    assert planned_rules(tmp_path, env) == {"retrain": 2, "evaluate": 2, "test_metrics": 1, "all": 1}
+    del config["retrain"]["overrides"]
+    write_config(tmp_path, config)
+    assert planned_rules(tmp_path, env) == {}
+
+    os.remove(tmp_path / "results" / "best_params.json")
+    assert set(planned_rules(tmp_path, env)) == {"select", "retrain", "evaluate", "test_metrics", "all"}
+
+
+def test_lint_is_clean():
+    result = snakemake(ROOT, "--lint")
+    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"model": {"config": "config/missing.jsonnet"}}, "config/missing.jsonnet: model.config: file not found"),
+        ({"launcher": {"type": "ray"}}, "launcher.type"),
+        ({"search_space": "config/nope.json"}, "nope.json"),
+        ({"study": {"storage": "mysql+pymysql://me:${UNSET_PASSWORD_VAR}@db/x"}}, "UNSET_PASSWORD_VAR"),
+    ],
+)
+def test_user_errors_end_in_one_line_before_any_job(tmp_path, env, change, words):
+    make(tmp_path, **change)
+    result = snakemake(tmp_path, env=env)
+    assert result.returncode != 0
+    assert words in last_line(result) and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_missing_data_file_is_found_before_any_worker(tmp_path, env):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    result = snakemake(tmp_path, env=env)  # no data/ directory here
+    assert result.returncode != 0
+    assert "train_data_path: data file not found" in last_line(result)
+    assert not (tmp_path / "results").exists()
