@@ -47,7 +47,7 @@ local encoder =
   validation_data_loader: { batch_sampler: { type: 'bucket', batch_size: 128, sorting_keys: ['tokens'] } },
   trainer: {
     optimizer: { type: 'adam', lr: lr },
-    num_epochs: 6,
+    num_epochs: 8,
     validation_metric: '+accuracy',
     cuda_device: -1,
   },

@@ -249,3 +249,28 @@ def test_a_signalled_worker_stops_its_trainer_and_requeues_the_trial(tmp_path, r
     states = [(t.number, t.state) for t in trials(config_path)]
     assert states == [(0, TrialState.FAIL), (1, TrialState.WAITING)]
     assert "queued again" in output.strip().splitlines()[-1]
+
+
+def test_threads_reach_the_trial_and_the_worker_caps_them(tmp_path, run_env):
+    jsonnet = "local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers')); {lr: lr, epochs: 1, tag: layers}"
+    config_path = make_config(tmp_path, n_trials=1, jsonnet=jsonnet,
+                              launcher={"type": "python", "function": "tests.trainers.tiny_torch:train"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakesweep.cli", "worker", "--configfile", str(config_path), "--threads", "1"],
+        cwd=ROOT, env={**run_env, "OMP_NUM_THREADS": "8"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    code, output = finish(process)
+    assert code == 0, output
+    received = json.loads(next((tmp_path / "results").glob("studies/*/trials/0/received.json")).read_text())
+    assert received["threads"] == 1 and received["env"]["OMP_NUM_THREADS"] == "1"
+
+
+def test_a_worker_past_its_time_limit_starts_no_new_trial_and_a_rerun_continues(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=3, epochs=2, sleep_s=0.5, optuna_json=NO_PRUNING,
+                              workers={"time_limit_min": 0.01, "poll_s": 0.1})
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 1
+    assert "time limit" in output.strip().splitlines()[-1] and "1/3" in output.strip().splitlines()[-1]
+    text = config_path.read_text().replace("time_limit_min: 0.01", "time_limit_min: null")
+    config_path.write_text(text)
+    assert finish(worker(config_path, env=run_env))[0] == 0
+    assert counted(config_path)[TrialState.COMPLETE] == 3

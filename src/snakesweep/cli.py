@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
 from snakesweep.errors import Interrupted, UserError
+from snakesweep.logs import setup_logging
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -90,15 +90,9 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("optuna").setLevel(logging.WARNING)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
-    warnings.simplefilter("default", UserWarning)
     warnings.formatwarning = lambda message, category, *_: f"snakesweep: warning: {message}\n"
     try:
         return _COMMANDS[args.command](args)

@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from snakesweep.errors import Interrupted, UserError
+from snakesweep.logs import setup_logging
 
 
 def run_step(snakemake: Any, step: Callable[[Any], Any]) -> None:
     """Run one step of a Snakemake job: log to the rule's log and stderr; a user error is one line, exit 1."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if snakemake.log:
-        Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
-                        handlers=handlers, force=True)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
-    logging.captureWarnings(True)
-    warnings.simplefilter("default", UserWarning)
+    setup_logging(snakemake.log[0] if snakemake.log else None)
     try:
         step(snakemake)
     except UserError as error:

@@ -1,0 +1,1 @@
+"""Real servers for the service tests: servers.py starts them, fixtures.py exposes them to pytest."""

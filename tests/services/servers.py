@@ -17,7 +17,7 @@ PID too. `tagged_processes(tag)` lists them, for teardown checks.
         db.restart()
 
     with slurm_cluster(tmp, gpus=2) as cluster:
-        subprocess.run(["sbatch", "--gres=gpu:1", "--wrap", "nvidia-smi"], env=cluster.env)
+        subprocess.run(["sbatch", "--gres=gpu:1", "--wrap", "echo $CUDA_VISIBLE_DEVICES"], env=cluster.env)
 """
 
 from __future__ import annotations
@@ -148,15 +148,18 @@ def _kill_tagged(tag: str, grace: float = 5.0) -> None:
         time.sleep(0.05)
 
 
+try:  # resolved here, not in the forked child (no imports or locks between fork and exec)
+    import ctypes
+
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (ImportError, OSError, AttributeError):  # not Linux
+    _PRCTL = None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the process that started it dies (even by SIGKILL)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort: the orderly stop still applies
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -877,6 +880,7 @@ PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
             else:
                 storage_user, storage_pass, storage_db = "slurm", secrets.token_hex(16), f"slurm_acct_{tag[-12:]}"
                 mariadb.create_database(storage_db, storage_user, storage_pass)
+                stack.callback(_quietly, mariadb.drop_database, storage_db)  # after slurmdbd stopped
             info.mariadb = mariadb
             dbd_conf = etc / "slurmdbd.conf"
             dbd_conf.write_text(

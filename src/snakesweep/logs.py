@@ -1,0 +1,28 @@
+"""Logging for the command and the workflow's steps: our lines, not the noise of imported libraries."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+# Warnings that AllenNLP's dependencies print at import on every run, about their own internals.
+_IMPORT_NOISE = (
+    ("ignore", {"category": FutureWarning}),
+    ("ignore", {"message": "Failed to load image Python extension"}),
+)
+
+
+def setup_logging(log_file: str | Path | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        handlers=handlers, force=True)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    warnings.simplefilter("default", UserWarning)
+    for action, options in _IMPORT_NOISE:
+        warnings.filterwarnings(action, **options)
+    logging.captureWarnings(True)

@@ -1,0 +1,195 @@
+"""The report's summary table: the answer, the test scores, the counts, and the compute pruning saved."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from datetime import datetime
+from typing import Any
+
+from optuna.trial import TrialState
+
+from snakesweep import storage as storages
+from snakesweep.inspect import busy_seconds, duration, render_params
+from snakesweep.report.expected_max import expected_max
+from snakesweep.report.sweep import Sweep
+
+
+def summarize(sweep: Sweep) -> dict[str, Any]:
+    """Everything the summary table shows, as plain data (written as summary.json too)."""
+    complete = sweep.of_state(TrialState.COMPLETE)
+    pruned = sweep.of_state(TrialState.PRUNED)
+    failed = sweep.of_state(TrialState.FAIL)
+    best = sweep.best
+    summary: dict[str, Any] = {
+        "study": sweep.spec.name,
+        "storage": storages.mask(storages.storage_url(sweep.config)),
+        "metric": sweep.metric,
+        "direction": sweep.spec.direction,
+        "budget": sweep.budget,
+        "counts": {
+            "complete": len(complete), "pruned": len(pruned), "failed": len(failed),
+            "running": len(sweep.of_state(TrialState.RUNNING)), "waiting": len(sweep.of_state(TrialState.WAITING)),
+        },
+        "best": None,
+        "test": _test(sweep),
+        "compute": _compute(sweep),
+        "expected_best": None,
+    }
+    if best is not None:
+        summary["best"] = {
+            "trial": best.number,
+            "value": best.value,
+            "params": render_params(sweep.spec, best),
+            "sampled": sorted(best.params),
+        }
+        scores = [t.value for t in complete if t.value is not None and math.isfinite(t.value)]
+        curve = expected_max(scores, minimize=sweep.minimize)
+        half = max(1, len(scores) // 2)
+        summary["expected_best"] = {
+            "n": len(scores), "mean": curve.mean[-1], "std": curve.std[-1],
+            "half_n": half, "half_mean": curve.mean[half - 1],
+        }
+    return summary
+
+
+def _test(sweep: Sweep) -> dict[str, Any] | None:
+    if not sweep.test:
+        return None
+    key = sweep.test_key()
+    return {
+        "metric": key,
+        "seeds": len(sweep.test.get("seeds", {})),
+        "mean": dict(sweep.test.get("mean", {})),
+        "std": dict(sweep.test.get("std", {})),
+    }
+
+
+def _compute(sweep: Sweep) -> dict[str, Any]:
+    """Epochs run, against the epochs a full run of every finished trial would have taken.
+
+    A pruned trial is counted as if it had run as many epochs as the completed trials did on
+    average (their early stopping included), and at least as many as it did run.
+    """
+    finished = sweep.of_state(TrialState.COMPLETE, TrialState.PRUNED)
+    complete_epochs = [sweep.epochs_run(t) for t in sweep.of_state(TrialState.COMPLETE)]
+    pruned_epochs = [sweep.epochs_run(t) for t in sweep.of_state(TrialState.PRUNED)]
+    failed_epochs = [sweep.epochs_run(t) for t in sweep.of_state(TrialState.FAIL)]
+    full = statistics.fmean(complete_epochs) if complete_epochs else None
+    run_finished = sum(complete_epochs) + sum(pruned_epochs)
+    without = None
+    if full is not None:
+        without = sum(complete_epochs) + sum(max(full, e) for e in pruned_epochs)
+    seconds = [t.duration.total_seconds() for t in sweep.trials
+               if t.duration is not None and t.state != TrialState.RUNNING]
+    return {
+        "epochs_run": run_finished + sum(failed_epochs),
+        "epochs_run_finished": run_finished,
+        "epochs_failed": sum(failed_epochs),
+        "epochs_per_full_trial": full,
+        "epochs_without_pruning": without,
+        "epochs_saved": None if without is None else without - run_finished,
+        "saved_fraction": None if not without else (without - run_finished) / without,
+        "trial_hours": sum(seconds) / 3600,
+        "sweep_hours": busy_seconds(finished + sweep.of_state(TrialState.FAIL), datetime.now()) / 3600,
+    }
+
+
+# -- reStructuredText and HTML -------------------------------------------------------------------
+def _escape(value: Any) -> str:
+    """Text safe inside a reStructuredText table cell."""
+    text = str(value)
+    for char in "\\`*_|[]":
+        text = text.replace(char, "\\" + char)
+    return text.replace("\n", " ") or "\\ "
+
+
+def _number(value: float | None, digits: int = 6) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _table(title: str, rows: list[list[Any]], header: list[str] | None = None, widths: str | None = None) -> str:
+    lines = [f".. list-table:: {_escape(title)}"]
+    if header:
+        lines.append("   :header-rows: 1")
+    if widths:
+        lines.append(f"   :widths: {widths}")
+    lines.append("")
+    for row in ([header] if header else []) + rows:
+        for i, cell in enumerate(row):
+            lines.append(f"   {'* -' if i == 0 else '  -'} {_escape(cell)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) -> str:
+    """The summary as reStructuredText tables (no section titles: it is included into other pages)."""
+    counts, compute, best = summary["counts"], summary["compute"], summary["best"]
+    finished = counts["complete"] + counts["pruned"]
+    rows: list[list[Any]] = [["Study", f"{summary['study']} in {summary['storage']}"]]
+    if best:
+        rows.append([f"Best {summary['metric']} ({summary['direction']})",
+                     f"{_number(best['value'])} in trial {best['trial']}"])
+    else:
+        rows.append([f"Best {summary['metric']}", "no trial completed"])
+    test = summary["test"]
+    if test and test["metric"]:
+        key = test["metric"]
+        rows.append([f"Test {key} over {test['seeds']} retrain seeds",
+                     f"{_number(test['mean'][key], 4)} ± {_number(test['std'].get(key), 2)}"])
+    elif test:
+        rows.append(["Test metrics", f"no key matches {summary['metric']}: see the table below"])
+    else:
+        rows.append(["Test metrics", "not yet: retraining has not finished"])
+    rows.append(["Trials", f"{finished} of {summary['budget']} finished: {counts['complete']} complete, "
+                 f"{counts['pruned']} pruned; {counts['failed']} failed"
+                 + (f", {counts['running']} running" if counts["running"] else "")])
+    if compute["epochs_without_pruning"] is not None:
+        rows.append(["Epochs trained", f"{compute['epochs_run']} ({compute['epochs_run_finished']} in finished "
+                     f"trials, {compute['epochs_failed']} in failed ones)"])
+        rows.append(["Epochs without pruning",
+                     f"{compute['epochs_without_pruning']:.0f}: every finished trial run to the end "
+                     f"({compute['epochs_per_full_trial']:.3g} epochs each, as the completed ones)"])
+        rows.append(["Saved by pruning",
+                     f"{compute['epochs_saved']:.0f} epochs ({100 * compute['saved_fraction']:.0f}%)"])
+    else:
+        rows.append(["Epochs trained", str(compute["epochs_run"])])
+    rows.append(["Compute", f"{duration(compute['trial_hours'] * 3600)} of trial time in "
+                 f"{duration(compute['sweep_hours'] * 3600)} of sweep time"])
+    expected = summary["expected_best"]
+    if expected:
+        rows.append(["Expected best of n trials (Dodge et al. 2019)",
+                     f"n={expected['half_n']}: {_number(expected['half_mean'], 4)}; "
+                     f"n={expected['n']}: {_number(expected['mean'], 4)} ± {_number(expected['std'], 2)}"])
+    parts = [_table("Sweep summary", rows, widths="35 65")]
+    if best:
+        sampled = set(best["sampled"])
+        parts.append(_table("Best parameters", [[name, value, "sampled" if name in sampled else "fixed"]
+                                                for name, value in best["params"].items()],
+                            header=["parameter", "value", ""]))
+    if test and test["mean"]:
+        parts.append(_table("Test metrics (mean and standard deviation over seeds)",
+                            [[key, _number(value, 4), _number(test["std"].get(key), 2)]
+                             for key, value in sorted(test["mean"].items())],
+                            header=["metric", "mean", "std"]))
+    if trials:
+        header = list(trials[0])
+        parts.append(_table(f"Top {len(trials)} trials", [[_cell(row[c]) for c in header] for row in trials],
+                            header=header))
+    return "\n".join(parts)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def to_html(rst: str, title: str) -> str:
+    """A standalone HTML page of the summary (docutils comes with Snakemake)."""
+    from docutils.core import publish_string
+
+    source = f"{'=' * len(title)}\n{title}\n{'=' * len(title)}\n\n{rst}"
+    settings = {"report_level": 5, "halt_level": 5, "embed_stylesheet": True, "output_encoding": "unicode"}
+    return publish_string(source, writer_name="html5", settings_overrides=settings)

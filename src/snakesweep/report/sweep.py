@@ -1,0 +1,163 @@
+"""What the report shows, gathered once: the study's trials, their learning curves, the test scores."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from snakesweep import layout
+from snakesweep.inspect import curve_key, open_study, run_dir
+from snakesweep.study import StudySpec, n_trials
+from snakesweep.trialfiles import EPOCH_PATTERN, read_epoch_metrics
+from snakesweep.worker import is_surplus
+
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass
+class Curve:
+    """One trial's per-epoch metric, from its epoch files (or what the pruner was told)."""
+
+    number: int
+    state: str
+    epochs: list[int]
+    values: list[float]
+    value: float | None = None
+    pruned_at: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sweep:
+    config: Mapping[str, Any]
+    spec: StudySpec
+    study: optuna.Study
+    trials: list[FrozenTrial]  # surplus claims left out
+    curves: list[Curve]
+    key: str | None
+    test: dict[str, Any] | None = None  # results/test_metrics.json
+    retrained: dict[str, dict[str, Any]] = field(default_factory=dict)  # seed -> the retrained run's metrics.json
+
+    @property
+    def metric(self) -> str:
+        return self.config["objective"]["metric"]
+
+    @property
+    def minimize(self) -> bool:
+        return self.spec.direction == "minimize"
+
+    @property
+    def budget(self) -> int:
+        return n_trials(self.spec, self.config)
+
+    def of_state(self, *states: TrialState) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state in states]
+
+    @property
+    def best(self) -> FrozenTrial | None:
+        complete = self.of_state(TrialState.COMPLETE)
+        if not complete:
+            return None
+        pick = min if self.minimize else max
+        return pick(complete, key=lambda t: t.value)
+
+    @cached_property
+    def finished_study(self) -> optuna.Study:
+        """An in-memory copy holding only the real, finished trials, for Optuna's plot functions."""
+        logger = logging.getLogger("optuna")
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # not "A new study created in memory"
+        try:
+            copy = optuna.create_study(direction=self.spec.direction, study_name=self.spec.name)
+        finally:
+            logger.setLevel(level)
+        copy.add_trials([t for t in self.trials if t.state in _FINISHED])
+        return copy
+
+    def test_key(self) -> str | None:
+        """The test metric that matches the validation metric: best_validation_accuracy -> accuracy."""
+        if not self.test:
+            return None
+        return matching_key(self.metric, self.test.get("mean", {}))
+
+    def epochs_run(self, trial: FrozenTrial) -> int:
+        """Epochs the trial trained, over all its repeats."""
+        epochs = trial.user_attrs.get("epochs")
+        if isinstance(epochs, int):
+            return epochs
+        directory = layout.trial_dir(self.config, self.spec.name, trial.number)
+        if not directory.is_dir():
+            return len(trial.intermediate_values)
+        return sum(1 for p in directory.rglob("metrics_epoch_*.json") if EPOCH_PATTERN.match(p.name))
+
+
+def matching_key(metric: str, keys: Mapping[str, Any]) -> str | None:
+    candidates = [metric]
+    stem = metric
+    for prefix in ("best_", "validation_", "val_"):
+        if stem.startswith(prefix):
+            stem = stem[len(prefix):]
+            candidates.append(stem)
+    candidates += [f"test_{stem}", stem]
+    return next((c for c in candidates if c in keys), None)
+
+
+def load_sweep(
+    config: Mapping[str, Any],
+    *,
+    test_metrics: str | Path | None = None,
+    retrained: Mapping[Any, str | Path] | None = None,
+) -> Sweep:
+    """Read the study (read-only), the trials' epoch files and, when given, the final test metrics."""
+    spec, study = open_study(config)
+    trials = [t for t in study.get_trials(deepcopy=False) if not is_surplus(t)]
+    key = curve_key(config)
+    curves = [c for c in (_curve(config, spec, t, key) for t in trials) if c.epochs]
+    test = _read_json(test_metrics) if test_metrics and Path(test_metrics).is_file() else None
+    seeds = {str(seed): _read_json(path) for seed, path in (retrained or {}).items() if Path(path).is_file()}
+    return Sweep(config=config, spec=spec, study=study, trials=trials, curves=curves, key=key, test=test,
+                 retrained=seeds)
+
+
+def _curve(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: str | None) -> Curve:
+    epochs: list[int] = []
+    values: list[float] = []
+    if trial.state != TrialState.WAITING:
+        if key:
+            for epoch, metrics in read_epoch_metrics(run_dir(config, spec.name, trial.number, latest=False)).items():
+                value = metrics.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    epochs.append(epoch)
+                    values.append(float(value))
+        if not epochs and trial.intermediate_values:
+            epochs = sorted(trial.intermediate_values)
+            values = [trial.intermediate_values[e] for e in epochs]
+    pruned_at = trial.user_attrs.get("pruned_at_epoch")
+    if trial.state == TrialState.PRUNED:
+        if pruned_at is None and epochs:
+            pruned_at = epochs[-1]
+        # A fast trainer may write a few more epochs before it is stopped: the curve ends where
+        # the pruner stopped it.
+        keep = [i for i, epoch in enumerate(epochs) if pruned_at is None or epoch <= pruned_at]
+        epochs, values = [epochs[i] for i in keep], [values[i] for i in keep]
+    return Curve(
+        number=trial.number,
+        state=trial.state.name,
+        epochs=epochs,
+        values=values,
+        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        pruned_at=pruned_at,
+        params=dict(trial.params),
+    )
+
+
+def _read_json(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
