@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytest_plugins = ["tests.services.fixtures"]  # mariadb, postgres, slurm: real servers, started lazily
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 

@@ -131,6 +131,13 @@ def test_slurm_gpu_job_sees_one_fake_gpu(slurm_clean: servers.SlurmInfo, tmp_pat
     output = (tmp_path / f"{job}.out").read_text()
     assert output.strip() in ("CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"), output
 
+    def in_sacct():
+        out = cluster.run("sacct", "--noheader", "--parsable2", "-X", "--format=State,AllocTRES", "--jobs", job,
+                          check=False).stdout.strip()
+        return out if out.startswith("COMPLETED|") else None
+
+    assert "gres/gpu=1" in wait_until(in_sacct, f"sacct shows job {job} COMPLETED", 30, cluster)
+
 
 def test_slurm_third_gpu_job_waits_then_cancel_and_sacct(slurm_clean: servers.SlurmInfo, tmp_path: Path) -> None:
     cluster = slurm_clean
@@ -226,11 +233,11 @@ def test_snakemake_slurm_executor_gpu_job(slurm_clean: servers.SlurmInfo, tmp_pa
 
 def test_snakemake_slurm_executor_without_slurmdbd(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
     """No accounting: `squeue` as status command (MinJobAge 300 s >= 3 x the first check interval)."""
-    from tests.services.fixtures import _check_stopped, _require
+    from tests.services.fixtures import check_stopped, require
 
-    _require("slurm", needs_root=True)
+    require("slurm", needs_root=True)
     with servers.slurm_cluster(tmp_path_factory.mktemp("slurm-nodbd"), with_dbd=False) as cluster:
         tag, pids = cluster.tag, list(cluster.pids().values())
         assert cluster.run("sacct", check=False).returncode != 0  # accounting is off
         run_snakemake(cluster, tmp_path, profile(**{"slurm-status-command": "squeue"}))
-    _check_stopped("slurm without slurmdbd", tag, pids)
+    check_stopped("slurm without slurmdbd", tag, pids)

@@ -274,3 +274,21 @@ def test_a_worker_past_its_time_limit_starts_no_new_trial_and_a_rerun_continues(
     config_path.write_text(text)
     assert finish(worker(config_path, env=run_env))[0] == 0
     assert counted(config_path)[TrialState.COMPLETE] == 3
+
+
+@pytest.mark.parametrize(("devices", "expected"), [("1", 0), ("", -1), ("-1", -1)])
+def test_allennlp_trials_get_the_visible_gpu_or_the_cpu(tmp_path, monkeypatch, devices, expected):
+    from snakesweep.worker import Worker
+
+    config_path = make_config(tmp_path, launcher={"type": "allennlp"})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", devices)
+    config = Worker(load_config(config_path))._render({"lr": 0.01, "layers": 2}, seed=5)
+    assert config["trainer"]["cuda_device"] == expected and config["random_seed"] == 5
+
+
+def test_the_configs_own_cuda_device_wins(tmp_path, monkeypatch):
+    from snakesweep.worker import Worker
+
+    config_path = make_config(tmp_path, launcher={"type": "allennlp"}, model={"overrides": {"trainer.cuda_device": 3}})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert Worker(load_config(config_path))._render({"lr": 0.01, "layers": 2}, seed=5)["trainer"]["cuda_device"] == 3

@@ -45,6 +45,28 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--worker", type=int, default=0, help="this worker's index (default: %(default)s)")
     worker.add_argument("--threads", type=int, default=None, help="CPU threads a trial may use")
     worker.add_argument("--summary", default=None, help="write the worker's summary JSON here")
+
+    status = with_config(sub.add_parser(
+        "status", help="finished, pruned, failed and running trials, the best so far, speed and time left"))
+    status.add_argument("--watch", type=float, nargs="?", const=10.0, default=None, metavar="SECONDS",
+                        help="refresh every SECONDS (default 10) until Ctrl-C")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+
+    best = with_config(sub.add_parser("best-params", help="the best trial's params"))
+    best.add_argument("--format", choices=["json", "allennlp-optuna"], default="json",
+                      help="json: as the best trial rendered them (constants included); allennlp-optuna: "
+                           "name=value of the sampled params, as `allennlp best-params` printed them")
+
+    trials = with_config(sub.add_parser("trials", help="the trials table, sorted"))
+    trials.add_argument("--format", choices=["text", "csv", "markdown"], default="text")
+    trials.add_argument("--sort", choices=["value", "number", "duration"], default="value",
+                        help="value: best first (default); number; duration: longest first")
+    trials.add_argument("--state", action="append", default=[], metavar="STATE",
+                        help="only trials in this state (complete, pruned, fail, running, waiting); repeatable")
+    trials.add_argument("--limit", type=int, default=None, help="at most this many rows")
+
+    report = with_config(sub.add_parser("report", help="write the plots (PNG, HTML) and the summary of the study"))
+    report.add_argument("--out", default=None, help="output directory (default: <results>/report)")
     return parser
 
 
@@ -87,6 +109,55 @@ def _worker(args: argparse.Namespace) -> int:
     from snakesweep.worker import run_worker
 
     run_worker(load_config(args.configfile), args.worker, threads=args.threads, summary_path=args.summary)
+    return 0
+
+
+@_command("status")
+def _status(args: argparse.Namespace) -> int:
+    from snakesweep.config import load_config
+    from snakesweep.inspect import format_status, status, watch
+
+    config = load_config(args.configfile)
+    if args.watch is not None:
+        return watch(config, args.watch, as_json=args.json)
+    state = status(config)
+    print(json.dumps(state.to_dict(), indent=2) if args.json else format_status(state))
+    return 0
+
+
+@_command("best-params")
+def _best_params(args: argparse.Namespace) -> int:
+    from snakesweep.config import load_config
+    from snakesweep.inspect import best_params
+
+    print(best_params(load_config(args.configfile), args.format))
+    return 0
+
+
+@_command("trials")
+def _trials(args: argparse.Namespace) -> int:
+    from snakesweep.config import load_config
+    from snakesweep.inspect import format_trials, sorted_trials
+
+    frame = sorted_trials(load_config(args.configfile), args.sort, states=args.state, limit=args.limit)
+    print(format_trials(frame, args.format))
+    return 0
+
+
+@_command("report")
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from snakesweep.config import load_config
+    from snakesweep.report import write_report
+
+    config = load_config(args.configfile)
+    results = Path(config["results"])
+    out = Path(args.out) if args.out else results / "report"
+    retrained = {seed: results / "final" / f"seed-{seed}" / "metrics.json" for seed in config["retrain"]["seeds"]}
+    summary = write_report(config, out, test_metrics=results / "test_metrics.json", retrained=retrained)
+    print(f"report of {summary['study']}: {out}/summary.html, plots in {out}/*.png, "
+          f"interactive: {out}/html/index.html")
     return 0
 
 

@@ -103,6 +103,7 @@ class Status:
     finished: int
     best: dict[str, Any] | None
     running: list[RunningTrial] = field(default_factory=list)
+    curve_key: str | None = None
     busy_s: float = 0.0
     trials_per_hour: float | None = None
     left_s: float | None = None
@@ -147,6 +148,7 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
         finished=counts.finished,
         best=best,
         running=running,
+        curve_key=key,
         busy_s=busy,
         trials_per_hour=rate,
         left_s=left if remaining else 0.0,
@@ -243,7 +245,7 @@ def format_status(state: Status) -> str:
             if trial.repeat:
                 parts.append(f"repeat {trial.repeat}")
             if trial.last_value is not None:
-                parts.append(f"last {_value(trial.last_value)}")
+                parts.append(f"{state.curve_key or 'last value'} {_value(trial.last_value)}")
             if trial.last_epoch_age_s is not None:
                 parts.append(f"last epoch {duration(trial.last_epoch_age_s)} ago")
             parts.append(f"running {duration(trial.running_s)}")
@@ -262,7 +264,9 @@ def format_status(state: Status) -> str:
 
 
 def _rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.3g} trials/hour"
+    if rate is None:
+        return "-"
+    return f"{rate:,.0f} trials/hour" if rate >= 100 else f"{rate:.3g} trials/hour"
 
 
 def _param(value: Any) -> str:
@@ -325,8 +329,40 @@ def format_trials(frame: pd.DataFrame, fmt: str = "text") -> str:
     if fmt == "csv":
         return frame.to_csv(index=False).rstrip("\n")
     shown = frame.astype(object).where(frame.notna(), "")
+    if "fail_reason" in shown:  # one line per trial: the full reason is in the CSV and the storage
+        shown["fail_reason"] = shown["fail_reason"].map(lambda text: _shorten(str(text), 60))
     if fmt == "markdown":
         return shown.to_markdown(index=False)
     if fmt == "text":
         return "(no trials)" if frame.empty else shown.to_string(index=False)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+# -- watching ------------------------------------------------------------------------------------
+def watch(config: Mapping[str, Any], interval: float, *, as_json: bool = False) -> int:
+    """Print the status every `interval` seconds until Ctrl-C; a storage not there yet is waited for."""
+    import sys
+    import time
+
+    interval = max(interval, 1.0)
+    clear = sys.stdout.isatty() and not as_json
+    try:
+        while True:
+            try:
+                state = status(config)
+                text = json.dumps(state.to_dict()) if as_json else format_status(state)
+            except UserError as error:
+                text = f"snakesweep: {error}"
+            stamp = datetime.now().strftime("%H:%M:%S")
+            if clear:
+                sys.stdout.write("\033[H\033[J")
+            footer = "" if as_json else f"\n{stamp}, every {interval:g} s; Ctrl-C stops"
+            print(text + footer, flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0

@@ -94,3 +94,21 @@ def where_is_the_answer(config: dict[str, Any]) -> str:
         lines.append(f"  test metrics (mean and std over seeds): {test}")
     lines.append(f"  every trial: {results / 'trials.csv'}, trial directories under {results / 'studies'}")
     return "\n".join(lines)
+
+
+def report(snakemake: Any) -> None:
+    from snakesweep.report import output_names, write_report
+
+    out_dir = Path(snakemake.output.summary_json).parent
+    declared = {Path(path) for path in snakemake.output}
+    written = {out_dir / name for name in output_names()}
+    if declared != written:  # the rule and the library must name the same files
+        raise RuntimeError(f"the report rule declares {sorted(map(str, declared ^ written))} differently")
+    seeds = snakemake.config["retrain"]["seeds"]
+    summary = write_report(snakemake.config, out_dir, test_metrics=snakemake.input.test_metrics,
+                           retrained=dict(zip(seeds, snakemake.input.retrained)))
+    counts = summary["counts"]
+    logging.getLogger("snakesweep").info(
+        "report of %s in %s: %d complete, %d pruned, %d failed trials", summary["study"], out_dir,
+        counts["complete"], counts["pruned"], counts["failed"],
+    )

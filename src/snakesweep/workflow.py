@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from snakesweep import layout
 from snakesweep import storage as storages
@@ -23,13 +23,11 @@ class Plan:
     inputs: list[str]
 
 
-def plan(config: dict[str, Any], *, remote_executor: bool = False) -> Plan:
+def plan(config: dict[str, Any]) -> Plan:
     """Validate the config (filling defaults in place, as snakemake.utils.validate does) and plan the run."""
     config.update(validate_config(config, "config"))
     spec = study_spec(config)
     storages.storage_url(config)  # every variable it names is set
-    if remote_executor:
-        refuse_sqlite_on_cluster(config)
     check_model_config(config, spec)
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]
     if config["study"]["optuna"]:
@@ -50,20 +48,29 @@ def refuse_sqlite_on_cluster(config: Mapping[str, Any]) -> None:
             "a cluster run with a SQLite storage: SQLite on a shared file system corrupts",
             file="config",
             field="study.storage",
-            fix='set study.storage: "${OPTUNA_STORAGE}" and export OPTUNA_STORAGE=mysql+pymysql://... or '
-            "postgresql+psycopg2://... (or set study.allow_sqlite_on_slurm: true)",
+            fix='set study.storage: "${OPTUNA_STORAGE}" and export OPTUNA_STORAGE=postgresql+psycopg2://... '
+            "or mysql+pymysql://...; to force SQLite, set study.allow_sqlite_on_slurm: true",
         )
 
 
-def plan_or_exit(config: dict[str, Any], workflow: Any) -> Plan:
+def plan_or_exit(config: dict[str, Any]) -> Plan:
     """plan() for a Snakefile: a user error ends snakemake with one line instead of a traceback."""
-    from snakemake_interface_executor_plugins.settings import ExecMode
-
-    main_process = workflow.exec_mode == ExecMode.DEFAULT
     try:
-        return plan(config, remote_executor=main_process and not workflow.local_exec)
+        return plan(config)
     except UserError as error:
-        print(f"snakesweep: error: {error}", file=sys.stderr)
-        sys.exit(1)
+        _exit(error)
 
 
+def check_executor_or_exit(config: Mapping[str, Any], workflow: Any) -> None:
+    """For `onstart:`, where the executor is known (it is not while the Snakefile is parsed)."""
+    plugin = workflow.executor_plugin
+    if plugin is not None and not plugin.common_settings.local_exec and not workflow.dryrun:
+        try:
+            refuse_sqlite_on_cluster(config)
+        except UserError as error:
+            _exit(error)
+
+
+def _exit(error: UserError) -> NoReturn:
+    print(f"snakesweep: error: {error}", file=sys.stderr)
+    sys.exit(1)

@@ -31,6 +31,7 @@ import pytest
 from tests.services import servers
 
 DAEMON_NAMES = ("munged", "slurmctld", "slurmd", "slurmdbd", "slurmstepd", "mariadbd", "postgres")
+_tearing_down = False  # set once a session server starts stopping; see _services_sigterm
 
 
 def _unavailable(reason: str) -> None:
@@ -39,7 +40,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _require(kind: str, needs_root: bool = False) -> None:
+def require(kind: str, needs_root: bool = False) -> None:
     missing = servers.missing_binaries(kind)
     if missing:
         _unavailable(f"{kind} is not installed ({', '.join(missing)}); run: sudo bash tests/services/install-packages")
@@ -56,14 +57,19 @@ def _leftovers(tag: str, pids: list[int | None]) -> list[str]:
         result = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
         for line in result.stdout.split():
             pid = int(line)
-            if (pid in ours or pid in tagged) and servers._alive(pid):
+            if (pid in ours or pid in tagged) and servers.process_alive(pid):
                 found.append(f"{name}[{pid}]")
     # Anything else still carrying the tag (a job's sleep, a shell).
     found += [f"{name}[{pid}]" for pid, name in servers.tagged_processes(tag) if name not in DAEMON_NAMES]
     return found
 
 
-def _check_stopped(what: str, tag: str, pids: list[int | None]) -> None:
+def _begin_teardown() -> None:
+    global _tearing_down
+    _tearing_down = True
+
+
+def check_stopped(what: str, tag: str, pids: list[int | None]) -> None:
     left = _leftovers(tag, pids)
     if left:
         raise RuntimeError(f"{what} left processes running after its teardown: {', '.join(left)}")
@@ -71,12 +77,17 @@ def _check_stopped(what: str, tag: str, pids: list[int | None]) -> None:
 
 @pytest.fixture(scope="session")
 def _services_sigterm() -> Iterator[None]:
-    """Turn SIGTERM (CI timeouts, `kill`) into KeyboardInterrupt so the teardowns run."""
+    """Turn SIGTERM (CI timeouts, `kill`) into KeyboardInterrupt so the teardowns run.
+
+    A SIGTERM that arrives while the servers are being stopped is ignored: the stop is bounded and
+    an interrupt in the middle of it would leave processes or directories behind.
+    """
     previous = signal.getsignal(signal.SIGTERM)
     installed = False
     if previous in (signal.SIG_DFL, None):
         def interrupt(signum, frame):  # noqa: ARG001
-            raise KeyboardInterrupt("SIGTERM")
+            if not _tearing_down:
+                raise KeyboardInterrupt("SIGTERM")
         try:
             signal.signal(signal.SIGTERM, interrupt)
             installed = True
@@ -89,34 +100,37 @@ def _services_sigterm() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.MariaDBInfo]:
-    _require("mariadb")
+    require("mariadb")
     with servers.mariadb_server(tmp_path_factory.mktemp("mariadb")) as info:
         tag, pids = info.tag, [info.pid]
         yield info
+        _begin_teardown()
         pids.append(info.pid)  # a restart() changes it
-    _check_stopped("mariadb", tag, pids)
+    check_stopped("mariadb", tag, pids)
 
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.PostgresInfo]:
-    _require("postgres")
+    require("postgres")
     with servers.postgres_server(tmp_path_factory.mktemp("postgres")) as info:
         tag, pids = info.tag, [info.pid]
         yield info
+        _begin_teardown()
         pids.append(info.pid)
-    _check_stopped("postgres", tag, pids)
+    check_stopped("postgres", tag, pids)
 
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.SlurmInfo]:
-    _require("slurm", needs_root=True)
+    require("slurm", needs_root=True)
     with servers.slurm_cluster(tmp_path_factory.mktemp("slurm"), gpus=2, cpus=2, with_dbd=True) as info:
         tag = info.tag
         pids = list(info.pids().values())
         if info.mariadb is not None:
             pids.append(info.mariadb.pid)
         yield info
-    _check_stopped("slurm", tag, pids)
+        _begin_teardown()
+    check_stopped("slurm", tag, pids)
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ __all__ = [
     "free_port",
     "mariadb_server",
     "missing_binaries",
+    "process_alive",
     "postgres_server",
     "slurm_cluster",
     "tagged_processes",
@@ -99,7 +100,8 @@ def _tail(path: Path | None, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (zombies do not count)."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             state = handle.read().rsplit(")", 1)[1].split()[0]
@@ -120,7 +122,7 @@ def tagged_processes(tag: str) -> list[tuple[int, str]]:
         try:
             with open(f"/proc/{pid}/environ", "rb") as handle:
                 environ = handle.read().split(b"\0")
-            if needle not in environ or not _alive(pid):
+            if needle not in environ or not process_alive(pid):
                 continue
             with open(f"/proc/{pid}/comm") as handle:
                 found.append((pid, handle.read().strip()))
@@ -137,14 +139,14 @@ def _kill_tagged(tag: str, grace: float = 5.0) -> None:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if _alive(pid)]
+        pids = [pid for pid in pids if process_alive(pid)]
         time.sleep(0.1)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + grace
     while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if _alive(pid)]
+        pids = [pid for pid in pids if process_alive(pid)]
         time.sleep(0.05)
 
 
@@ -551,6 +553,20 @@ def _reachable_by(path: Path, uid: int, gid: int) -> bool:
     return True
 
 
+_PRIVATE_PREFIX = "snakesweep-postgres-"
+
+
+def _remove_orphaned_private_dirs() -> None:
+    """Private data dirs left by a test run that was killed (its owner.pid no longer alive)."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{_PRIVATE_PREFIX}*"):
+        try:
+            owner = int((directory / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not process_alive(owner):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def _postgres_os_user() -> str:
     if os.geteuid() != 0:
         return getpass.getuser()
@@ -598,7 +614,9 @@ def postgres_server(tmp: str | os.PathLike, *, database: str = "sweeps", user: s
     if _reachable_by(base, entry.pw_uid, entry.pw_gid):
         home = base
     else:
-        private = Path(tempfile.mkdtemp(prefix="snakesweep-postgres-"))
+        _remove_orphaned_private_dirs()
+        private = Path(tempfile.mkdtemp(prefix=_PRIVATE_PREFIX))
+        (private / "owner.pid").write_text(str(os.getpid()))
         home = private
         link = base / "data"
         if link.is_symlink() or link.exists():

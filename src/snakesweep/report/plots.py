@@ -196,7 +196,7 @@ def test_scores(sweep: Sweep) -> Chart:
     best = sweep.best
     if best is not None:
         traces.append(Trace(x=[-0.3, len(seeds) - 0.7], y=[best.value, best.value],
-                            name=f"best {sweep.metric} in the sweep ({best.value:.4g}, trial {best.number})",
+                            name=f"the sweep's best trial ({best.number}): {sweep.metric} {best.value:.4g}",
                             color=_RED, dash="dash"))
     note = None if key else f"no test metric matches {sweep.metric!r}: showing {', '.join(keys[:4]) or 'none'}"
     return Chart(title=title, xlabel="retrain seed", ylabel="score", traces=traces, note=note,

@@ -127,10 +127,10 @@ def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) 
     finished = counts["complete"] + counts["pruned"]
     rows: list[list[Any]] = [["Study", f"{summary['study']} in {summary['storage']}"]]
     if best:
-        rows.append([f"Best {summary['metric']} ({summary['direction']})",
+        rows.append([f"{summary['metric']} of the best trial ({summary['direction']})",
                      f"{_number(best['value'])} in trial {best['trial']}"])
     else:
-        rows.append([f"Best {summary['metric']}", "no trial completed"])
+        rows.append([f"{summary['metric']} of the best trial", "no trial completed"])
     test = summary["test"]
     if test and test["metric"]:
         key = test["metric"]
@@ -192,4 +192,4 @@ def to_html(rst: str, title: str) -> str:
 
     source = f"{'=' * len(title)}\n{title}\n{'=' * len(title)}\n\n{rst}"
     settings = {"report_level": 5, "halt_level": 5, "embed_stylesheet": True, "output_encoding": "unicode"}
-    return publish_string(source, writer_name="html5", settings_overrides=settings)
+    return publish_string(source, writer="html5", settings_overrides=settings)
