@@ -25,7 +25,9 @@ from typing import Any
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 
 _NOT_OPERATIONS = {"remove_session"}
-_EXTRA = ("record_heartbeat", "_get_stale_trial_ids")
+# What Optuna's cache in front of an RDBStorage calls instead of the public methods.
+_EXTRA = ("record_heartbeat", "_get_stale_trial_ids", "_get_trials", "_create_new_trial", "_set_trial_param",
+          "_get_best_trial_id")
 
 counts: Counter[str] = Counter()
 _depth = threading.local()
@@ -59,8 +61,7 @@ def _wrap(cls: type, name: str) -> None:
 def instrument() -> None:
     for cls in (RDBStorage, JournalStorage):
         for name in _operations(cls):
-            if name in cls.__dict__ or name in BaseStorage.__dict__:
-                _wrap(cls, name)
+            _wrap(cls, name)
 
 
 def summary(started: float) -> dict[str, Any]:

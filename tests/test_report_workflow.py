@@ -41,7 +41,7 @@ def test_the_snakemake_report_has_the_plots_captions_and_summary(tmp_path, run_e
     assert base64.b64encode((report_dir / "summary.html").read_bytes()).decode() in html
     # the front page: the summary table itself, and the captions
     assert "Saved by pruning" in html and f"{summary['best']['value']:.6g} in trial {summary['best']['trial']}" in html
-    assert f"Test accuracy over 2 retrain seeds" in html
+    assert "Test accuracy over 2 retrain seeds" in html
     assert "Dodge et al." in html and "Show Your Work" in html and "pruned trials are grey" in html
     assert "System Message" not in html
     print(f"report.html: {len(html) / 1e6:.1f} MB")

@@ -7,7 +7,7 @@ import pytest
 
 from snakesweep.config import load_config, validate_config
 from snakesweep.errors import UserError
-from snakesweep.study import create_study, load_optuna_json, load_study, make_pruner, make_sampler, n_trials, study_spec
+from snakesweep.study import create_study, load_study, make_pruner, make_sampler, n_trials, study_spec
 from tests.conftest import write_project
 
 

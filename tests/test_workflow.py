@@ -58,7 +58,7 @@ def test_rerunning_only_what_is_stale(tmp_path, env):
     """The README's staleness table, row by row, each after a real run."""
     make(tmp_path)
     assert snakemake(tmp_path, env=env).returncode == 0
-    after_study = {"worker", "select", "retrain", "evaluate", "test_metrics", "all"}
+    after_study = {"worker", "select", "retrain", "evaluate", "test_metrics", "report", "all"}
 
     assert planned_rules(tmp_path, env) == {}, "nothing changed: nothing runs"
 
@@ -86,18 +86,18 @@ def test_rerunning_only_what_is_stale(tmp_path, env):
     assert planned_rules(tmp_path, env) == {}
 
     edit_config(tmp_path, retrain={"seeds": [1, 2, 3]})
-    assert planned_rules(tmp_path, env) == {"retrain": 1, "evaluate": 1, "test_metrics": 1, "all": 1}
+    assert planned_rules(tmp_path, env) == {"retrain": 1, "evaluate": 1, "test_metrics": 1, "report": 1, "all": 1}
     config = read_config(tmp_path)
     config["retrain"]["seeds"] = [1, 2]
     config["retrain"]["overrides"] = {"epochs": 5}
     write_config(tmp_path, config)
-    assert planned_rules(tmp_path, env) == {"retrain": 2, "evaluate": 2, "test_metrics": 1, "all": 1}
+    assert planned_rules(tmp_path, env) == {"retrain": 2, "evaluate": 2, "test_metrics": 1, "report": 1, "all": 1}
     del config["retrain"]["overrides"]
     write_config(tmp_path, config)
     assert planned_rules(tmp_path, env) == {}
 
     os.remove(tmp_path / "results" / "best_params.json")
-    assert set(planned_rules(tmp_path, env)) == {"select", "retrain", "evaluate", "test_metrics", "all"}
+    assert set(planned_rules(tmp_path, env)) == {"select", "retrain", "evaluate", "test_metrics", "report", "all"}
 
 
 def test_lint_is_clean():

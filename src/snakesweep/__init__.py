@@ -30,6 +30,8 @@ _EXPORTS = {
     "study_spec": "study",
     "run_worker": "worker",
     "select": "select",
+    "write_report": "report",
+    "expected_max": "report.expected_max",
     "write_epoch_metrics": "trialfiles",
     "write_final_metrics": "trialfiles",
 }

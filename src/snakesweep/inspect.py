@@ -22,9 +22,10 @@ from optuna.trial import FrozenTrial, TrialState
 from snakesweep import layout
 from snakesweep import storage as storages
 from snakesweep.errors import UserError
+from snakesweep.select import render_params
 from snakesweep.study import StudySpec, load_study, n_trials, study_spec
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
-from snakesweep.worker import Counts, count_trials, is_surplus
+from snakesweep.worker import count_trials, is_surplus
 
 FORMATS = ("text", "csv", "markdown")
 SORT_KEYS = ("value", "number", "duration")
@@ -72,11 +73,6 @@ def run_dir(config: Mapping[str, Any], study_name: str, number: int, *, latest: 
         return directory
     pick = max if latest else min
     return pick(repeats, key=lambda p: int(p.name[len("repeat-"):]))
-
-
-def render_params(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
-    """The trial's params as it rendered them: constants and declared defaults included."""
-    return spec.space.suggest(optuna.trial.FixedTrial(dict(trial.params)))
 
 
 # -- status --------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def best_summary(config: Mapping[str, Any], spec: StudySpec, study: optuna.Study
             fix="read the failed trials' train.log; fix the trainer or config and run again",
         )
     best = study.best_trial
-    params = _params_for_render(spec, best)
+    params = render_params(spec, best)
     return {
         "params": params,
         "value": best.value,
@@ -77,7 +77,7 @@ def best_summary(config: Mapping[str, Any], spec: StudySpec, study: optuna.Study
     }
 
 
-def _params_for_render(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
+def render_params(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
     """The best trial's params as the trial rendered them: constants and declared defaults included."""
     return spec.space.suggest(optuna.trial.FixedTrial(dict(trial.params)))
 

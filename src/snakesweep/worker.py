@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from snakesweep import layout
 from snakesweep import storage as storages
 from snakesweep.errors import Interrupted, UserError
-from snakesweep.launchers import Launcher, TrainingProcess, make_launcher
+from snakesweep.launchers import Launcher, make_launcher
 from snakesweep.objective import MetricMissing, metric_from, objective_value
 from snakesweep.provenance import provenance
 from snakesweep.render import render
@@ -327,8 +327,12 @@ class Worker:
                 self._fail_stale(trial, "its worker was killed")
 
     def _fail_stale(self, trial: FrozenTrial, reason: str) -> None:
-        self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-        if self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+        try:
+            self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
+            failed = self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            failed = False  # another worker (or a heartbeat check) got there first
+        if failed:
             log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
             self._retry(self.study._storage.get_trial(trial._trial_id))
 

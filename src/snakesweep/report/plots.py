@@ -210,6 +210,9 @@ def _number(value: Any) -> bool:
 # -- all of them ---------------------------------------------------------------------------------
 def figures(sweep: Sweep) -> dict[str, tuple[Any, Any]]:
     """{name: (plotly figure, matplotlib figure)} for every plot in PLOTS."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no window, no display needed (Optuna's plots go through pyplot)
     charts: dict[str, Callable[[Sweep], Chart]] = {
         "learning_curves": learning_curves,
         "expected_max": expected_best,

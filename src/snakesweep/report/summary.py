@@ -10,7 +10,8 @@ from typing import Any
 from optuna.trial import TrialState
 
 from snakesweep import storage as storages
-from snakesweep.inspect import busy_seconds, duration, render_params
+from snakesweep.inspect import busy_seconds, duration
+from snakesweep.select import render_params
 from snakesweep.report.expected_max import expected_max
 from snakesweep.report.sweep import Sweep
 
