@@ -12,14 +12,15 @@ STAMP  := $(VENV)/.installed
 sweep: $(STAMP)
 	$(BIN)/snakemake --cores all
 
-test: $(STAMP) services-packages
+test: $(STAMP) services-packages lint
 	$(BIN)/pytest -ra
 
 # Unit and workflow tests only: no Slurm, MariaDB or PostgreSQL.
 test-fast: $(STAMP)
-	$(BIN)/pytest -ra -m "not services"
+	$(BIN)/pytest -ra -m "not services and not slow"
 
 lint: $(STAMP)
+	$(BIN)/ruff check src tests bench workflow/scripts
 	$(BIN)/snakemake --lint
 
 $(STAMP): pyproject.toml constraints.txt
