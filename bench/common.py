@@ -63,7 +63,8 @@ def start_worker(config_path: Path, index: int = 0, *, counts: Path | None = Non
             output.close()
 
 
-def wait_all(processes: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path | None] = (), timeout: float = 1800) -> None:
+def wait_all(processes: Sequence[subprocess.Popen[bytes]], logs: Sequence[Path | None] = (),
+             timeout: float = 1800) -> None:
     """Wait for every process; a non-zero exit is an error that shows the end of its log."""
     deadline = time.monotonic() + timeout
     for i, process in enumerate(processes):

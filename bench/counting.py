@@ -7,7 +7,8 @@ public methods of Optuna's storage backends (RDBStorage for SQLite, MySQL and Po
 JournalStorage for the journal). A call counts once at the outermost level: a method that calls
 another one of the same storage is one operation, and calls answered by Optuna's cache in front of
 an RDBStorage never reach it and are not counted. At exit COUNTS.json holds the counts by method,
-reads (`get_*`, `check_*`) and writes, and the process's start and end times.
+reads (`get_*`, `check_*`) and writes, the process's start and end times and its first claim
+(creation of a trial), all as Unix times.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _EXTRA = ("record_heartbeat", "_get_stale_trial_ids", "_get_trials", "_create_ne
           "_get_best_trial_id")
 
 counts: Counter[str] = Counter()
+first_call: dict[str, float] = {}
 _depth = threading.local()
 _lock = threading.Lock()
 
@@ -49,6 +51,7 @@ def _wrap(cls: type, name: str) -> None:
         if depth == 0:
             with _lock:
                 counts[name] += 1
+                first_call.setdefault(name, time.time())
         _depth.value = depth + 1
         try:
             return original(*args, **kwargs)
@@ -66,7 +69,9 @@ def instrument() -> None:
 
 def summary(started: float) -> dict[str, Any]:
     reads = sum(n for name, n in counts.items() if name.startswith(("get_", "check_", "_get_")))
-    return {"started": started, "ended": time.time(), "total": sum(counts.values()), "reads": reads,
+    claims = [first_call[n] for n in ("create_new_trial", "_create_new_trial") if n in first_call]
+    return {"started": started, "ended": time.time(), "first_claim": min(claims, default=None),
+            "total": sum(counts.values()), "reads": reads,
             "writes": sum(counts.values()) - reads, "by_method": dict(sorted(counts.items()))}
 
 

@@ -47,7 +47,8 @@ def snakemake(directory: Path, *args: str, snakefile: Path = SNAKEFILE, timeout:
     wall = time.monotonic() - started
     output = result.stdout + result.stderr
     if result.returncode != 0:
-        raise SystemExit(f"snakemake {' '.join(args)} in {directory} exited with {result.returncode}:\n{output[-4000:]}")
+        raise SystemExit(f"snakemake {' '.join(args)} in {directory} exited with {result.returncode}:\n"
+                         f"{output[-4000:]}")
     return wall, output
 
 
@@ -68,7 +69,8 @@ def main() -> int:
     with common.workdir(args.keep, "dry-run") as root:
         project = make(root / "project", study={"n_trials": args.trials})
         build_s, _ = snakemake(project)
-        print(f"  the sweep itself: {args.trials} trials, retrain, evaluation and report in {build_s:.0f} s", flush=True)
+        print(f"  the sweep itself: {args.trials} trials, retrain, evaluation and report in {build_s:.0f} s",
+              flush=True)
         dry = [snakemake(project, "-n") for _ in range(args.repeats)]
         floor_dir = root / "floor"
         floor_dir.mkdir()

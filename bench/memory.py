@@ -20,7 +20,6 @@ Jsonnet, the sampler, SQLAlchemy); `slope`: least-squares KiB per trial over tri
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path

@@ -12,11 +12,11 @@ sleep, so the machine's two cores do not limit how many run at once; what is mea
 the sweep machinery costs around them.
 
 - wall: from starting the N processes to the last one's exit (their imports included).
-- efficiency: (sum of trial durations, claim to result, from the storage / N) / wall, as the issue
-  defines it; `useful`: the same with the trainer's own sleep (epochs x sleep per trial) in place of
-  the trial durations, so per-trial overhead counts against it too.
+- efficiency: (sum of trial durations / N) / wall; a trial's duration is from its claim to its
+  result, as its worker logs it. `useful`: the same with the trainer's own sleep (epochs x sleep
+  per trial) in place of the trial durations, so per-trial overhead counts against it too.
 - ops/s: storage operations (reads + writes reaching the backend, counted per worker) / wall.
-- start: median over workers of the time from launch to its first claim.
+- start: median over workers of the time from launch to its first claim (imports, storage connection).
 
 MySQL: `--mysql-url-env VAR` names an environment variable holding a server URL (its password is
 never printed); without it a private MariaDB is started on 127.0.0.1 by tests/services/servers.py
@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+import re
 import sys
 import time
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from bench import common  # noqa: E402
 
 JSONNET = "{x: std.parseJson(std.extVar('x')), epochs: %d, sleep_s: %s}"
 SPACE = {"x": {"type": "float", "low": 0.0, "high": 1.0}}
+FINISHED = re.compile(r"snakesweep\.worker: trial \d+ (?:COMPLETE|PRUNED)\b.* in ([0-9.]+)s;")
 
 
 def parse_args() -> Any:
@@ -57,7 +57,7 @@ def parse_args() -> Any:
     smoke = {"workers": [1, 2], "storages": ["sqlite", "journal"], "repeats": 1, "trials_per_worker": 1,
              "epochs": 2, "sleep": 0.2}
     full = {"workers": [1, 2, 8, 32], "storages": ["sqlite", "journal", "mysql"], "repeats": 3,
-            "trials_per_worker": 2, "epochs": 4, "sleep": 1.5}
+            "trials_per_worker": 2, "epochs": 4, "sleep": 1.0}
     for key, value in (smoke if args.smoke else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -81,7 +81,8 @@ def mysql_storage(args: Any, stack: ExitStack, root: Path) -> tuple[str | None, 
     return info.url_template, info.env
 
 
-def storage_for(kind: str, directory: Path, mysql: tuple[str, dict[str, str]] | None) -> tuple[str | None, dict[str, str]]:
+def storage_for(kind: str, directory: Path,
+                mysql: tuple[str, dict[str, str]] | None) -> tuple[str | None, dict[str, str]]:
     if kind == "sqlite":
         return None, {}
     if kind == "journal":
@@ -112,7 +113,7 @@ def one_run(root: Path, kind: str, n: int, repeat: int, args: Any,
     env = common.child_env(secret_env)
     logs = [directory / f"worker-{i}.log" for i in range(n)]
     counts = [directory / f"counts-{i}.json" for i in range(n)]
-    launched_at = datetime.now()
+    launched_at = time.time()
     started = time.monotonic()
     processes = [common.start_worker(config_path, i, counts=counts[i], env=env, log=logs[i]) for i in range(n)]
     common.wait_all(processes, logs)
@@ -121,14 +122,12 @@ def one_run(root: Path, kind: str, n: int, repeat: int, args: Any,
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     if len(finished) != n_trials:
         raise SystemExit(f"{directory}: {len(finished)} finished trials, expected {n_trials}")
-    durations = [t.duration.total_seconds() for t in finished]
-    first_claims: dict[int, float] = {}
-    for t in trials:
-        worker = t.user_attrs.get("worker")
-        if worker is not None and t.datetime_start is not None:
-            at = (t.datetime_start - launched_at).total_seconds()
-            first_claims[worker] = min(at, first_claims.get(worker, at))
+    # The workers' own clocks: MySQL keeps trial start and end times to the second only.
+    durations = [float(m[1]) for log in logs for m in FINISHED.finditer(log.read_text(errors="replace"))]
+    if len(durations) != n_trials:
+        raise SystemExit(f"{directory}: {len(durations)} trials in the worker logs, expected {n_trials}")
     ops = [json.loads(path.read_text()) for path in counts]
+    first_claims = [o["first_claim"] - launched_at for o in ops if o["first_claim"] is not None]
     total_ops = sum(o["total"] for o in ops)
     return {
         "storage": kind, "workers": n, "repeat": repeat, "trials": n_trials, "wall_s": wall,
@@ -137,7 +136,7 @@ def one_run(root: Path, kind: str, n: int, repeat: int, args: Any,
         "useful_efficiency": n_trials * args.epochs * args.sleep / n / wall,
         "ops": total_ops, "ops_per_s": total_ops / wall, "ops_per_trial": total_ops / n_trials,
         "writes": sum(o["writes"] for o in ops),
-        "start_s": common.median(list(first_claims.values())),
+        "start_s": common.median(first_claims),
     }
 
 

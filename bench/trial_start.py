@@ -24,7 +24,6 @@ Rounds alternate ours and theirs so that drifting load on a shared machine hits 
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys

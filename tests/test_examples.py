@@ -165,12 +165,6 @@ def test_pytorch_digits_end_to_end(tmp_path, run_env):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="library: every worker's GridSampler shuffles the grid with its own seed (study.make_sampler), "
-    "so workers train the same point twice; GridSampler.after_trial calls study.stop(), which raises "
-    "RuntimeError under ask/tell (worker.py: study.tell) after the grid's last trial",
-)
 def test_grid_sweep_runs_every_point_once_with_three_repeats(tmp_path, run_env):
     _, results = run_example("grid-sweep", tmp_path, run_env, retrain={"seeds": [1, 2]})
 

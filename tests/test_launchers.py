@@ -416,6 +416,13 @@ def test_allennlp_include_package_reaches_the_trial(allennlp_launcher: Launcher,
     assert "validation_accuracy" in read_epoch_metrics(directory)[0]
 
 
+def test_allennlp_optuna_pruner_callbacks_train_unchanged(allennlp_launcher: Launcher, tmp_path: Path) -> None:
+    config = allennlp_config(num_epochs=1, callbacks=[{"type": "optuna_pruner", "monitor": "validation_accuracy"}])
+    process, directory, log_path = start(allennlp_launcher, tmp_path, config)
+    assert finish(process, log_path) == 0, log_path.read_text()
+    assert "validation_accuracy" in read_epoch_metrics(directory)[0]
+
+
 def test_allennlp_stop_ends_training(allennlp_launcher: Launcher, tmp_path: Path,
                                      stopping: list[TrainingProcess]) -> None:
     process, directory, log_path = start(allennlp_launcher, tmp_path, allennlp_config(num_epochs=500))

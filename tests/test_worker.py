@@ -27,7 +27,7 @@ NO_PRUNING = {"sampler": {"type": "RandomSampler", "attributes": {}}, "pruner": 
 
 def make_config(tmp_path, *, epochs=3, sleep_s=0.0, storage=None, n_trials=4, launcher=PYTHON_CURVE, optuna_json=None,
                 jsonnet=None, **sections):
-    config = {"study": {"n_trials": n_trials, "storage": storage, "heartbeat_s": 2},
+    config = {"study": {"n_trials": n_trials, "storage": storage, "heartbeat_s": 2, **sections.pop("study", {})},
               "launcher": launcher, "workers": {"poll_s": 0.1}, **sections}
     path = write_project(tmp_path, config=config, jsonnet=jsonnet or CURVE % (epochs, sleep_s))
     if optuna_json is not None:
@@ -292,3 +292,28 @@ def test_the_configs_own_cuda_device_wins(tmp_path, monkeypatch):
     config_path = make_config(tmp_path, launcher={"type": "allennlp"}, model={"overrides": {"trainer.cuda_device": 3}})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert Worker(load_config(config_path))._render({"lr": 0.01, "layers": 2}, seed=5)["trainer"]["cuda_device"] == 3
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_queued_start_points_are_each_trained_once_by_concurrent_workers(tmp_path, run_env, storage):
+    url = None if storage == "sqlite" else f"journal:{tmp_path}/results/journal.log"
+    points = [{"lr": lr, "layers": 2} for lr in (0.001, 0.002, 0.003, 0.004, 0.005, 0.006)]
+    config_path = make_config(tmp_path, n_trials=6, storage=url, optuna_json=NO_PRUNING, study={"enqueue": points})
+    results = [finish(p) for p in [worker(config_path, i, env=run_env) for i in range(4)]]
+    assert all(code == 0 for code, _ in results), results
+    done = [t for t in trials(config_path) if t.state == TrialState.COMPLETE]
+    assert sorted(t.params["lr"] for t in done) == [p["lr"] for p in points]
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_concurrent_workers_train_every_grid_point_once(tmp_path, run_env, storage):
+    url = None if storage == "sqlite" else f"journal:{tmp_path}/results/journal.log"
+    space = {"lr": [0.001, 0.01, 0.1], "layers": [1, 2, 3]}
+    path = write_project(tmp_path, space=space, jsonnet=CURVE % (2, 0.05), config={
+        "study": {"n_trials": None, "storage": url}, "launcher": PYTHON_CURVE, "workers": {"poll_s": 0.1}})
+    create_study(load_config(path))
+    results = [finish(p) for p in [worker(path, i, env=run_env) for i in range(3)]]
+    assert all(code == 0 for code, _ in results), results
+    done = [t for t in trials(path) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert sorted((t.params["lr"], t.params["layers"]) for t in done) == sorted(
+        (lr, layers) for lr in space["lr"] for layers in space["layers"])

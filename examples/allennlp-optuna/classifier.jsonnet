@@ -65,5 +65,8 @@ local ngram_filter_sizes = std.range(2, max_filter_size);
       type: 'adam',
     },
     validation_metric: '+accuracy',
+    callbacks: [
+      { type: 'optuna_pruner' },  // allennlp-optuna's; accepted and idle here (the worker prunes)
+    ],
   },
 }

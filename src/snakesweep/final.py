@@ -12,6 +12,7 @@ from typing import Any
 
 from snakesweep.errors import UserError
 from snakesweep.launchers import make_launcher
+from snakesweep.launchers.command import interpreter_or
 from snakesweep.render import apply_overrides
 from snakesweep.worker import limit_threads, log_tail, visible_gpu
 
@@ -95,7 +96,7 @@ def evaluate(config: Mapping[str, Any], model_dir: str | Path, output: str | Pat
 def _run_evaluate_command(command: Sequence[str], model_dir: Path, test_data: str, output: Path) -> None:
     values = {"model_dir": str(model_dir), "test_data": test_data, "output": str(output)}
     try:
-        argv = [part.format(**values) for part in command]
+        argv = [interpreter_or(command[0].format(**values)), *(part.format(**values) for part in command[1:])]
     except (KeyError, IndexError) as error:
         raise UserError(
             f"unknown placeholder {error}", file="config", field="retrain.evaluate_command",

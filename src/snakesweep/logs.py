@@ -21,7 +21,11 @@ def setup_logging(log_file: str | Path | None = None) -> None:
         handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         handlers=handlers, force=True)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    import optuna.logging  # its first use would reset its level to INFO and add a handler of its own
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
     warnings.simplefilter("default", UserWarning)
     for action, options in _IMPORT_NOISE:
         warnings.filterwarnings(action, **options)

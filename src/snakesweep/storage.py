@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -118,7 +119,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
                     "grace_period": 2 * heartbeat_s,
                     "heartbeat_stale_trial_callback": retry_callback(),
                 }
-            return RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_schema, **heartbeat)
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_schema, **heartbeat)
     except Exception as error:  # drivers raise many types; the user needs one line
         raise UserError(
             f"cannot open the storage {mask(url)}: {mask_text(_first_line(error), url)}",
@@ -126,6 +127,29 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
             field="study.storage",
             fix="check the URL, that the server is up and reachable, and that the driver is installed",
         ) from None
+    if kind(url) == "sqlite":
+        _serialise_sqlite_transactions(storage.engine)
+    return storage
+
+
+def _serialise_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Make SQLite transactions real and exclusive.
+
+    Python's sqlite3 driver opens a transaction only at the first write, so Optuna's
+    read-then-update of a WAITING trial (SELECT ... FOR UPDATE, which SQLite ignores) lets two
+    workers start the same queued trial. BEGIN IMMEDIATE takes the write lock up front: the second
+    worker waits for the first to commit and then sees the trial RUNNING.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened during start-up predate the listeners
 
 
 def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:

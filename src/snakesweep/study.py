@@ -16,6 +16,7 @@ from filelock import FileLock
 
 from snakesweep import storage as storages
 from snakesweep.errors import UserError
+from snakesweep.grid import SweepGridSampler
 from snakesweep.space import SearchSpace, load_space
 
 ATTR_FINGERPRINT = "snakesweep:fingerprint"
@@ -97,11 +98,12 @@ def _component(module: Any, base: type, spec: Mapping[str, Any], path: Any, key:
 def make_sampler(spec: StudySpec, config: Mapping[str, Any], worker: int = 0) -> optuna.samplers.BaseSampler:
     """The study's sampler; each worker seeds it differently, or all would start on the same points.
 
-    A grid space (every parameter a list of values) always gets a GridSampler over its full product.
+    A grid space (every parameter a list of values) always gets a grid sampler over its full
+    product, seeded alike in every worker (see SweepGridSampler).
     """
-    seed = config["study"]["seed"] + worker
     if spec.space.is_grid:
-        return optuna.samplers.GridSampler(spec.space.grid(), seed=seed)
+        return SweepGridSampler(spec.space.grid(), seed=config["study"]["seed"])
+    seed = config["study"]["seed"] + worker
     path = config["study"]["optuna"]
     return _component(optuna.samplers, optuna.samplers.BaseSampler, spec.sampler, path, "sampler", seed=seed)
 
@@ -219,8 +221,11 @@ def _create_or_load(config: Mapping[str, Any], spec: StudySpec, url: str) -> opt
 
 def _use_write_ahead_log(storage: Any) -> None:
     """WAL lets readers (status, dashboard) work while workers write; it persists in the file."""
-    with storage.engine.connect() as connection:
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    connection = storage.engine.raw_connection()  # outside a transaction, where SQLite allows it
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
 
 
 def load_study(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.errors import UserError
+from snakesweep.launchers.allennlp_compat import register_optuna_pruner
 from snakesweep.launchers.base import ForkedProcess, Launcher, fork_training, importable_cwd, string_list
 
 FIELD = "launcher.include_package"
@@ -55,6 +56,7 @@ class AllenNLPLauncher(Launcher):
                 fix="install snakesweep[allennlp], or choose the command or python launcher",
             ) from None
         import_plugins()
+        register_optuna_pruner()
         for package in self.include_package:
             try:
                 with importable_cwd():

@@ -32,6 +32,11 @@ PLACEHOLDERS = ("config", "serialization_dir", "trial_number", "threads")
 _SAMPLE = {"config": "config.json", "serialization_dir": "trial", "trial_number": 0, "threads": 1}
 
 
+def interpreter_or(program: str) -> str:
+    """A leading `python` means this process's own interpreter: the one snakesweep is installed in."""
+    return sys.executable if program in ("python", "python3") else program
+
+
 @Launcher.register("command")
 class CommandLauncher(Launcher):
     """Runs `command` in its own session, stdout and stderr appended to the trial's log."""
@@ -45,8 +50,7 @@ class CommandLauncher(Launcher):
             raise UserError("is empty", file=file, field=FIELD, fix=f"name the program to run: {EXAMPLE}")
         for argument in self.command:
             self._check_placeholders(argument)
-        program = self.command[0]
-        self.program = sys.executable if program in ("python", "python3") else program
+        self.program = interpreter_or(self.command[0])
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], *, file: str | Path | None = None) -> CommandLauncher:
