@@ -8,7 +8,7 @@ launcher, 2 workers, TPE + MedianPruner, 2 retrain seeds) is swept to `--trials`
 a real `snakemake --cores 2` run, retrain, evaluation and report included. Then `snakemake -n`
 runs `--repeats` times on the finished project: its wall time and the jobs it would run (zero
 expected). For scale, Snakemake's own floor: `snakemake -n` on a one-rule Snakefile whose output
-exists, in the same run.
+exists, in the same run, alternating with the dry runs above.
 """
 
 from __future__ import annotations
@@ -71,12 +71,14 @@ def main() -> int:
         build_s, _ = snakemake(project)
         print(f"  the sweep itself: {args.trials} trials, retrain, evaluation and report in {build_s:.0f} s",
               flush=True)
-        dry = [snakemake(project, "-n") for _ in range(args.repeats)]
         floor_dir = root / "floor"
         floor_dir.mkdir()
         (floor_dir / "Snakefile").write_text(FLOOR)
         (floor_dir / "done.txt").write_text("")
-        floor = [snakemake(floor_dir, "-n", snakefile=floor_dir / "Snakefile") for _ in range(args.repeats)]
+        dry, floor = [], []
+        for _ in range(args.repeats):  # alternating, so drifting load hits both alike
+            dry.append(snakemake(project, "-n"))
+            floor.append(snakemake(floor_dir, "-n", snakefile=floor_dir / "Snakefile"))
     jobs = sorted({planned_jobs(output) for _, output in dry})
     ours = [wall for wall, _ in dry]
     theirs = [wall for wall, _ in floor]

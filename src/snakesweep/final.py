@@ -14,15 +14,11 @@ from snakesweep.errors import UserError
 from snakesweep.launchers import make_launcher
 from snakesweep.launchers.command import interpreter_or
 from snakesweep.render import apply_overrides
+from snakesweep.trialfiles import write_json
 from snakesweep.worker import limit_threads, log_tail, visible_gpu
 
 ARCHIVE = "model.tar.gz"
 
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 def retrain_config(config: Mapping[str, Any], best: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -43,7 +39,7 @@ def retrain(config: Mapping[str, Any], best_config: str | Path, seed: int, out_d
     out.mkdir(parents=True)
     limit_threads(threads)
     config_path = out / "config.json"
-    _write_json(config_path, retrain_config(config, json.loads(Path(best_config).read_text()), seed))
+    write_json(config_path, retrain_config(config, json.loads(Path(best_config).read_text()), seed))
     (out / "seed").write_text(f"{seed}\n")
     launcher = make_launcher(config["launcher"])
     launcher.prepare()
@@ -125,5 +121,5 @@ def aggregate(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
 
 def write_test_metrics(seed_files: Mapping[int, str | Path], output: str | Path) -> dict[str, Any]:
     result = aggregate({seed: json.loads(Path(path).read_text()) for seed, path in seed_files.items()})
-    _write_json(Path(output), result)
+    write_json(Path(output), result)
     return result

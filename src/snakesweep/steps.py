@@ -29,6 +29,7 @@ def run_step(snakemake: Any, step: Callable[[Any], Any]) -> None:
 def create_study(snakemake: Any) -> None:
     from snakesweep import storage as storages
     from snakesweep.study import create_study as create, study_spec
+    from snakesweep.trialfiles import write_json
 
     config = snakemake.config
     spec = study_spec(config)
@@ -39,7 +40,7 @@ def create_study(snakemake: Any) -> None:
         "storage": storages.mask(storages.storage_url(config)),
         "definition": spec.definition,
     }
-    Path(snakemake.output[0]).write_text(json.dumps(marker, indent=2, default=str) + "\n")
+    write_json(snakemake.output[0], marker)
     logging.getLogger("snakesweep").info("study %s ready in %s", study.study_name, marker["storage"])
 
 

@@ -72,10 +72,15 @@ def _plain(value: Any) -> Any:
 
 
 def _write_json_atomic(path: Path, metrics: Mapping[str, Any]) -> None:
-    """Temp file in the same directory, fsync, then os.replace: readers see all or nothing."""
     if not isinstance(metrics, Mapping):
         raise TypeError(f"metrics must be a mapping, not {type(metrics).__name__}")
-    text = json.dumps(dict(metrics), indent=2, default=_plain) + "\n"
+    write_json(path, dict(metrics))
+
+
+def write_json(path: PathLike, data: Any) -> None:
+    """Temp file in the same directory, fsync, then os.replace: readers see all or nothing."""
+    path = Path(path)
+    text = json.dumps(data, indent=2, default=_plain) + "\n"
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     # The leading dot and the suffix keep the temp file out of EPOCH_PATTERN.

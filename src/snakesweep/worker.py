@@ -35,7 +35,7 @@ from snakesweep.objective import MetricMissing, metric_from, objective_value
 from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec, load_study, n_trials, study_spec
-from snakesweep.trialfiles import EpochWatcher
+from snakesweep.trialfiles import EpochWatcher, write_json
 
 log = logging.getLogger("snakesweep.worker")
 
@@ -113,11 +113,6 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
     return "\n".join(text.splitlines()[-lines:])[-4000:]
 
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 @dataclass
@@ -248,8 +243,8 @@ class Worker:
         directory.mkdir(parents=True)
         original = self.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial", trial.number)
         base_seed = self.config["study"]["seed"] * 100_003 + original * 101
-        _write_json(directory / "params.json", params)
-        _write_json(directory / "provenance.json", provenance(trial=trial.number, worker=self.index))
+        write_json(directory / "params.json", params)
+        write_json(directory / "provenance.json", provenance(trial=trial.number, worker=self.index))
         repeats = self.config["study"]["repeats"]
         values = []
         for repeat in range(repeats):
@@ -258,7 +253,7 @@ class Worker:
             seed = base_seed + repeat
             (run_dir / "seed").write_text(f"{seed}\n")
             config_path = run_dir / "config.json"
-            _write_json(config_path, self._render(params, seed))
+            write_json(config_path, self._render(params, seed))
             values.append(self._train_once(trial, config_path, run_dir, prune=repeat == 0))
         return sum(values) / len(values)
 
@@ -430,5 +425,5 @@ def run_worker(config: Mapping[str, Any], index: int, *, threads: int | None = N
     if summary_path is not None:
         path = Path(summary_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(path, summary)
+        write_json(path, summary)
     return summary
