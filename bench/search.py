@@ -1,10 +1,11 @@
 """Figure 3: search efficiency. Epochs of compute to reach a target score; best score at a fixed budget.
 
     .venv/bin/python bench/search.py                      # both problems, 5 seeds
+    .venv/bin/python bench/search.py --problems allennlp --methods tpe-asha default random
     .venv/bin/python bench/search.py --problems digits    # the public benchmark only
     .venv/bin/python bench/search.py --smoke              # tiny budgets, 1 seed
 
-Three ways to search, each over `--seeds` seeds (study.seed: the sampler's seed and the trials'):
+Ways to search, each over `--seeds` seeds (study.seed: the sampler's seed and the trials'):
 
 - snakesweep default: config/optuna.json as shipped, TPESampler(n_startup_trials=5) +
   HyperbandPruner(min_resource=1, max_resource=<the problem's epochs>, reduction_factor=3).
@@ -12,6 +13,9 @@ Three ways to search, each over `--seeds` seeds (study.seed: the sampler's seed 
 - random + ASHA: RandomSampler + SuccessiveHalvingPruner(min_resource=1, reduction_factor=4), Optuna's
   asynchronous successive halving with the defaults of Ray Tune's ASHAScheduler (grace_period=1,
   reduction_factor=4), which Ray Tune suggests as its default scheduler.
+- (`--methods tpe-asha ...` only) TPE + ASHA: the default sampler with the ASHA pruner, to tell
+  the sampler's share from the pruner's. `--methods` lists the methods to run; the first is the
+  one the others are compared with.
 
 Two problems:
 
@@ -53,25 +57,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
 
+TPE = {"type": "TPESampler", "attributes": {"n_startup_trials": 5}}
+RANDOM_SAMPLER = {"type": "RandomSampler", "attributes": {}}
+ASHA = {"type": "SuccessiveHalvingPruner", "attributes": {"min_resource": 1, "reduction_factor": 4}}
+# key: (label, optuna.json; None: config/optuna.json with max_resource set to the epochs)
 METHODS = {
-    "snakesweep default (TPE + Hyperband)": None,  # config/optuna.json, max_resource set to the epochs
-    "random, no pruning": {"sampler": {"type": "RandomSampler", "attributes": {}},
-                           "pruner": {"type": "NopPruner", "attributes": {}}},
-    "random + ASHA": {"sampler": {"type": "RandomSampler", "attributes": {}},
-                      "pruner": {"type": "SuccessiveHalvingPruner",
-                                 "attributes": {"min_resource": 1, "reduction_factor": 4}}},
+    "default": ("snakesweep default (TPE + Hyperband)", None),
+    "random": ("random, no pruning", {"sampler": RANDOM_SAMPLER, "pruner": {"type": "NopPruner", "attributes": {}}}),
+    "asha": ("random + ASHA", {"sampler": RANDOM_SAMPLER, "pruner": ASHA}),
+    # Not in the default set: the default sampler with the ASHA pruner, to tell sampler from pruner.
+    "tpe-asha": ("TPE + ASHA", {"sampler": TPE, "pruner": ASHA}),
 }
 DEFAULTS = {
     # problem: (epochs per trial, budget in full trainings), full and smoke size
     "digits": {"full": (27, 10), "smoke": (3, 2)},
     "allennlp": {"full": (8, 8), "smoke": (2, 2)},
 }
-RANDOM = "random, no pruning"
+RANDOM = "random"
 
 
 def parse_args() -> Any:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--problems", nargs="+", choices=sorted(DEFAULTS), default=["digits", "allennlp"])
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=["default", "random", "asha"],
+                        help="the first is the one the others are compared with (default: default random asha)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per method (default 5; smoke 1)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs a trial at most (default: per problem)")
     parser.add_argument("--budget", type=float, default=None, help="budget in full trainings (default: per problem)")
@@ -104,7 +113,7 @@ def default_optuna(epochs: int) -> dict[str, Any]:
 
 
 def project(problem: str, directory: Path, method: str, seed: int, epochs: int, args: Any, root: Path) -> Path:
-    optuna_json = METHODS[method] or default_optuna(epochs)
+    optuna_json = METHODS[method][1] or default_optuna(epochs)
     study = {"name": f"{problem}-{seed}", "seed": seed, "n_trials": 1}
     if problem == "digits":
         from bench.mlp_digits import JSONNET, SPACE
@@ -145,7 +154,7 @@ def run(problem: str, method: str, seed: int, root: Path, args: Any) -> dict[str
 
     epochs, budget = settings(problem, args)
     limit = budget * epochs
-    directory = root / problem / f"{METHODS_KEYS[method]}-{seed}"
+    directory = root / problem / f"{method}-{seed}"
     config_path = project(problem, directory, method, seed, epochs, args, root / problem)
     common.create_study(config_path)
     cwd = os.getcwd()
@@ -168,9 +177,6 @@ def run(problem: str, method: str, seed: int, root: Path, args: Any) -> dict[str
     return {"problem": problem, "method": method, "seed": seed, "trials": records, "wall_s": wall}
 
 
-METHODS_KEYS = {name: key for name, key in zip(METHODS, ("default", "random", "asha"))}
-
-
 def trajectory(records: list[dict[str, Any]]) -> list[tuple[int, float | None, str]]:
     """(epochs spent so far, value or None, state) after each trial, in the order they ran."""
     spent = 0
@@ -186,8 +192,10 @@ def best_within(records: list[dict[str, Any]], limit: float) -> float:
     return max(values) if values else float("nan")
 
 
-def epochs_to(records: list[dict[str, Any]], target: float) -> float:
+def epochs_to(records: list[dict[str, Any]], target: float, limit: float) -> float:
     for spent, value, _ in trajectory(records):
+        if spent > limit:
+            break
         if value is not None and value >= target:
             return spent
     return math.inf
@@ -199,12 +207,16 @@ def summarize(problem: str, runs: list[dict[str, Any]], args: Any) -> None:
     third = limit / 3
     target = args.target
     if target is None:
-        target = common.median([best_within(r["trials"], limit) for r in runs if r["method"] == RANDOM])
+        randoms = [best_within(r["trials"], limit) for r in runs if r["method"] == RANDOM]
+        if not randoms:
+            raise SystemExit(
+                "no run of random search to set the target from: pass --target, or add random to --methods")
+        target = common.median(randoms)
     rows = []
     medians: dict[str, tuple[float, float]] = {}
-    for method in METHODS:
+    for method in args.methods:
         mine = [r for r in runs if r["method"] == method]
-        to_target = [epochs_to(r["trials"], target) for r in mine]
+        to_target = [epochs_to(r["trials"], target, limit) for r in mine]
         reached = [x for x in to_target if math.isfinite(x)]
         best = [best_within(r["trials"], limit) for r in mine]
         best_third = [best_within(r["trials"], third) for r in mine]
@@ -214,29 +226,30 @@ def summarize(problem: str, runs: list[dict[str, Any]], args: Any) -> None:
         medians[method] = (median_to, common.median(best))
         shown = f">{limit:.0f}" if not math.isfinite(median_to) else f"{median_to:.0f}"
         span = (f" ({min(reached):.0f}-{max(reached):.0f})" if reached else "")
-        rows.append([method, f"{shown}{span}, reached {len(reached)}/{len(mine)}",
+        rows.append([f"{METHODS[method][0]} ({method})", f"{shown}{span}, reached {len(reached)}/{len(mine)}",
                      common.spread([b for b in best_third if not math.isnan(b)], 3),
                      common.spread([b for b in best if not math.isnan(b)], 3),
                      f"{common.median(trials):.0f} ({common.median(pruned):.0f} pruned)",
                      f"{common.median([r['wall_s'] for r in mine]):.0f}"])
-    ours_to, ours_best = medians[next(iter(METHODS))]
-    for method in list(METHODS)[1:]:
+    first = args.methods[0]
+    ours_to, ours_best = medians[first]
+    for method in args.methods[1:]:
         theirs_to, theirs_best = medians[method]
         if math.isfinite(ours_to) and math.isfinite(theirs_to):
             ratio = f"{theirs_to / ours_to:.2f}x"
         elif math.isfinite(ours_to):
-            ratio = "only ours reaches it"
+            ratio = f"only {first} reaches it"
         elif math.isfinite(theirs_to):
-            ratio = "only theirs reaches it"
+            ratio = f"only {method} reaches it"
         else:
             ratio = "neither reaches it"
-        rows.append([f"{method} / default", f"{ratio} (epochs to target, median)", "",
-                     f"{ours_best - theirs_best:+.3f} (default minus this)", "", ""])
+        rows.append([f"{method} / {first}", f"{ratio} (median epochs to target)", "",
+                     f"{ours_best - theirs_best:+.3f} ({first} minus {method})", "", ""])
     print()
     how = "given" if args.target is not None else "what random search without pruning reaches with B, median"
     print(f"### {problem}: target {target:.3f} ({how}), budget B = {budget:g} x {epochs} = {limit:.0f} epochs, "
           f"{args.seeds} seeds")
-    print(common.table(["method", "epochs to target (median (min-max of those that reached it))",
+    print(common.table(["method (key)", "epochs to target (median (min-max of those that reached it))",
                         f"best at {third:.0f} epochs", f"best at B={limit:.0f} epochs",
                         "trials within B (pruned)", "wall s/run"], rows))
 
@@ -260,11 +273,12 @@ def main() -> int:
                     lines = (data / f"{name}.jsonl").read_text().splitlines(keepends=True)[:count]
                     (root / problem / f"{name}.jsonl").write_text("".join(lines))
             for seed in range(1, args.seeds + 1):
-                for method in METHODS:
+                for method in args.methods:
                     result = run(problem, method, seed, root, args)
                     runs.append(result)
-                    print(f"  {problem} seed {seed} {method}: {len(result['trials'])} trials, best within budget "
-                          f"{best_within(result['trials'], budget * epochs):.3f}, {result['wall_s']:.0f} s",
+                    print(f"  {problem} seed {seed} {METHODS[method][0]}: {len(result['trials'])} trials, "
+                          f"best within budget {best_within(result['trials'], budget * epochs):.3f}, "
+                          f"{result['wall_s']:.0f} s",
                           flush=True)
         for problem in args.problems:
             summarize(problem, [r for r in runs if r["problem"] == problem], args)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 SCRIPTS = {
     "trial_start.py": "| ratio allennlp train / ours",
     "scaling.py": "| storage | N |",
-    "search.py": "| random + ASHA / default",
+    "search.py": "| asha / default",
     "dry_run.py": "| one-rule Snakefile, output present",
     "memory.py": "| launcher | RSS after 1 MiB",
 }

