@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import logging
 import re
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import optuna
 import sqlalchemy
@@ -17,6 +19,8 @@ from optuna.storages.journal import JournalFileBackend
 from snakesweep.errors import UserError
 
 JOURNAL_PREFIX = "journal:"
+T = TypeVar("T")
+_log = logging.getLogger("snakesweep.storage")
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 # The password runs to the last "@": drivers accept an unquoted "@" in it.
 _PASSWORD_IN_URL = re.compile(r"^(?P<head>[a-z0-9+]+://[^:/@]*:)(?P<password>.*)(?P<tail>@[^@]*)$", re.I)
@@ -150,6 +154,36 @@ def _serialise_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened during start-up predate the listeners
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """A lost or refused connection (a restarting server), possibly wrapped by Optuna."""
+    while error is not None:
+        if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def through_outages(call: Callable[..., T], *args: Any, within_s: float, **kwargs: Any) -> T:
+    """Run one storage call, retrying with backoff while the server is unreachable, up to `within_s`.
+
+    pool_pre_ping only checks a connection when it leaves the pool; a server restarted during a
+    query still breaks that query, and the worker would die with its trial half-told.
+    """
+    deadline = time.monotonic() + within_s
+    pause = 0.2
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except Exception as error:
+            if not _is_connection_error(error) or time.monotonic() + pause > deadline:
+                raise
+            _log.warning("storage unreachable, retrying in %.1fs", pause)
+            time.sleep(pause)
+            pause = min(2 * pause, 5.0)
 
 
 def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:

@@ -189,7 +189,7 @@ class Worker:
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
-        counts = count_trials(self.study.get_trials(deepcopy=False))
+        counts = count_trials(self._safely(self.study.get_trials, deepcopy=False))
         return {
             "study": self.spec.name,
             "worker": self.index,
@@ -201,11 +201,13 @@ class Worker:
 
     # -- one trial --------------------------------------------------------------------------
     def _run_one_trial(self) -> dict[str, Any] | None:
-        trial = self.study.ask()
-        trial.set_user_attr("worker", self.index)
-        if claim_is_surplus(trial.number, self.study.get_trials(deepcopy=False), self.budget):
-            self.storage.set_trial_system_attr(trial._trial_id, ATTR_SURPLUS, True)
-            self.study.tell(trial, state=TrialState.FAIL)
+        trial = self._safely(self.study.ask)
+        # Marked at once: a claim whose worker dies right here is found stale like any other.
+        self._safely(self.storage.set_trial_system_attr, trial._trial_id, ATTR_HEARTBEAT, time.time())
+        self._safely(trial.set_user_attr, "worker", self.index)
+        if claim_is_surplus(trial.number, self._safely(self.study.get_trials, deepcopy=False), self.budget):
+            self._safely(self.storage.set_trial_system_attr, trial._trial_id, ATTR_SURPLUS, True)
+            self._tell(trial, state=TrialState.FAIL)
             return None
         started = time.monotonic()
         directory = layout.trial_dir(self.config, self.spec.name, trial.number)
@@ -214,7 +216,7 @@ class Worker:
             try:
                 value = self._train(trial, directory)
             except optuna.TrialPruned as pruned:
-                self.study.tell(trial, state=TrialState.PRUNED)
+                self._tell(trial, state=TrialState.PRUNED)
                 record.update(state="PRUNED", reason=str(pruned))
             except TrialFailed as failure:
                 self._fail(trial, str(failure), directory)
@@ -229,7 +231,7 @@ class Worker:
                 self._fail(trial, f"worker interrupted by {interrupted}", directory, retry=True)
                 raise
             else:
-                self.study.tell(trial, value)
+                self._tell(trial, value)
                 record.update(state="COMPLETE", value=value)
         record["seconds"] = round(time.monotonic() - started, 2)
         record["params"] = trial.params
@@ -241,7 +243,7 @@ class Worker:
         if directory.exists():
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
-        original = self.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial", trial.number)
+        original = self._safely(self.storage.get_trial_system_attrs, trial._trial_id).get("failed_trial", trial.number)
         base_seed = self.config["study"]["seed"] * 100_003 + original * 101
         write_json(directory / "params.json", params)
         write_json(directory / "provenance.json", provenance(trial=trial.number, worker=self.index))
@@ -283,17 +285,17 @@ class Worker:
                     if not (prune and intermediate):
                         continue
                     where = str(run_dir / f"metrics_epoch_{epoch}.json")
-                    trial.report(metric_from(metrics, intermediate, where), epoch)
-                    if trial.should_prune():
+                    self._safely(trial.report, metric_from(metrics, intermediate, where), epoch)
+                    if self._safely(trial.should_prune):
                         process.stop(self.config["launcher"]["grace_s"])
-                        trial.set_user_attr("pruned_at_epoch", epoch)
-                        trial.set_user_attr("epochs", epochs)
+                        self._safely(trial.set_user_attr, "pruned_at_epoch", epoch)
+                        self._safely(trial.set_user_attr, "epochs", epochs)
                         raise optuna.TrialPruned(f"at epoch {epoch}")
                 if code is not None:
                     break
         finally:
             process.stop(self.config["launcher"]["grace_s"])
-        trial.set_user_attr("epochs", trial.user_attrs.get("epochs", 0) + epochs)
+        self._safely(trial.set_user_attr, "epochs", trial.user_attrs.get("epochs", 0) + epochs)
         if code != 0:
             raise TrialFailed(f"the trainer exited with status {code}")
         try:
@@ -302,40 +304,49 @@ class Worker:
             raise TrialFailed(str(error)) from None
 
     def _fail(self, trial: optuna.Trial, reason: str, directory: Path, retry: bool = False) -> None:
-        trial.set_user_attr("fail_reason", reason[:1000])
+        self._safely(trial.set_user_attr, "fail_reason", reason[:1000])
         tail = log_tail(directory / "train.log")
         if tail:
-            trial.set_user_attr("log_tail", tail)
-        self.study.tell(trial, state=TrialState.FAIL)
+            self._safely(trial.set_user_attr, "log_tail", tail)
+        self._tell(trial, state=TrialState.FAIL)
         if retry:
-            self._retry(self.study._storage.get_trial(trial._trial_id))
+            self._retry(self._safely(self.study._storage.get_trial, trial._trial_id))
+
+    def _tell(self, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
+        # skip_if_finished: a tell retried after a lost connection may have gone through already.
+        self._safely(self.study.tell, trial, *args, skip_if_finished=True, **kwargs)
+
+    def _safely(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """A storage call that outlives a server restart of up to twice the heartbeat interval."""
+        return storages.through_outages(call, *args, within_s=max(30.0, 2.0 * self.heartbeat_s), **kwargs)
 
     def _retry(self, frozen: FrozenTrial) -> None:
         """Queue the same parameters again: a killed or interrupted trial is redone, not lost."""
-        storages.retry_callback()(self.study, frozen)
+        self._safely(storages.retry_callback(), self.study, frozen)
 
     # -- crashes ----------------------------------------------------------------------------
     def _recover_own_stale_trials(self) -> None:
         """Trials this worker index left RUNNING belong to a killed predecessor: fail and requeue them."""
-        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for trial in self._safely(self.study.get_trials, deepcopy=False, states=(TrialState.RUNNING,)):
             if trial.user_attrs.get("worker") == self.index and not is_surplus(trial):
                 self._fail_stale(trial, "its worker was killed")
 
     def _fail_stale(self, trial: FrozenTrial, reason: str) -> None:
         try:
-            self.storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)
-            failed = self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            self._safely(self.storage.set_trial_user_attr, trial._trial_id, "fail_reason", reason)
+            failed = self._safely(self.storage.set_trial_state_values, trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             failed = False  # another worker (or a heartbeat check) got there first
         if failed:
             log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
-            self._retry(self.study._storage.get_trial(trial._trial_id))
+            self._retry(self._safely(self.study._storage.get_trial, trial._trial_id))
 
     def _trials_after_stale_check(self) -> list[FrozenTrial]:
+        """Fail and requeue trials whose worker is gone: Optuna's RDB heartbeats, then our own
+        heartbeat attribute on every storage (it also covers a claim killed before its first beat)."""
         if isinstance(self.storage, RDBStorage):
-            optuna.storages.fail_stale_trials(self.study)
-            return self.study.get_trials(deepcopy=False)
-        trials = self.study.get_trials(deepcopy=False)
+            self._safely(optuna.storages.fail_stale_trials, self.study)
+        trials = self._safely(self.study.get_trials, deepcopy=False)
         deadline = time.time() - 2 * self.heartbeat_s
         stale = [
             t for t in trials
@@ -344,7 +355,7 @@ class Worker:
         ]
         for trial in stale:
             self._fail_stale(trial, "its worker stopped sending heartbeats")
-        return self.study.get_trials(deepcopy=False) if stale else trials
+        return self._safely(self.study.get_trials, deepcopy=False) if stale else trials
 
     @contextmanager
     def _heartbeat(self, trial_id: int) -> Iterator[None]:
@@ -354,8 +365,7 @@ class Worker:
         def beat() -> None:
             if isinstance(self.storage, RDBStorage):
                 self.storage.record_heartbeat(trial_id)
-            else:
-                self.storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, time.time())
+            self.storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, time.time())
 
         def loop() -> None:
             while not stop.wait(self.heartbeat_s):
@@ -376,16 +386,20 @@ class Worker:
     # -- reporting --------------------------------------------------------------------------
     def _assign_gpu(self) -> None:
         gpu_ids = self.workers_cfg["gpu_ids"]
+        if gpu_ids and (os.environ.get("SLURM_JOB_GPUS") or os.environ.get("SLURM_STEP_GPUS")):
+            log.warning("workers.gpu_ids is ignored: Slurm assigned this job its GPU (CUDA_VISIBLE_DEVICES=%s)",
+                        os.environ.get("CUDA_VISIBLE_DEVICES"))
+            return
         if gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids[self.index % len(gpu_ids)])
 
     def _log_finished(self, record: Mapping[str, Any]) -> None:
         try:
-            best = self.study.best_trial
+            best = self._safely(getattr, self.study, "best_trial")
             best_text = f"best {best.value:.6g} (trial {best.number})"
         except ValueError:
             best_text = "best -"
-        counts = count_trials(self.study.get_trials(deepcopy=False))
+        counts = count_trials(self._safely(self.study.get_trials, deepcopy=False))
         value = f" value {record['value']:.6g}" if "value" in record else ""
         reason = f" ({record['reason']})" if record.get("reason") else ""
         log.info(
