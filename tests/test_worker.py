@@ -317,3 +317,16 @@ def test_concurrent_workers_train_every_grid_point_once(tmp_path, run_env, stora
     done = [t for t in trials(path) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert sorted((t.params["lr"], t.params["layers"]) for t in done) == sorted(
         (lr, layers) for lr in space["lr"] for layers in space["layers"])
+
+
+def test_local_gpu_ids_are_handed_to_workers_round_robin(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=1, workers={"gpu_ids": [5, 5, 6], "poll_s": 0.1})
+    env = {key: value for key, value in run_env.items() if not key.startswith("SLURM_")}
+    assert finish(worker(config_path, 2, env=env))[0] == 0
+    config_path.write_text(config_path.read_text().replace("n_trials: 1", "n_trials: 2"))
+    assert finish(worker(config_path, 1, env=env))[0] == 0
+    devices = {}
+    for trial in trials(config_path):
+        provenance = next((tmp_path / "results").glob(f"studies/*/trials/{trial.number}/provenance.json"))
+        devices[trial.user_attrs["worker"]] = json.loads(provenance.read_text())["cuda_visible_devices"]
+    assert devices == {2: "6", 1: "5"}
