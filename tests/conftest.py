@@ -6,6 +6,9 @@ import json
 import os
 import shutil
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -64,6 +67,19 @@ def run_env() -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0, poll: float = 0.05,
+               details: Callable[[], str] = lambda: "") -> Any:
+    """Poll `check` until it returns something true, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s\n{details()}".rstrip())
+        time.sleep(poll)
 
 
 def copy_tree(source: Path, target: Path) -> Path:

@@ -7,6 +7,7 @@ The storage URL comes from config as `...:${DB_PASSWORD}@...`, the password from
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from snakesweep.config import load_config
 from snakesweep.study import load_study
 from snakesweep.worker import ATTR_SURPLUS
 from tests.services import servers
+from tests.conftest import wait_until as _wait_until
 from tests.workflow_project import ROOT, SNAKEFILE, make
 
 pytestmark = pytest.mark.services
@@ -46,6 +48,9 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 # ------------------------------------------------------------------------------------------ helpers
 
+
+# Slurm and database queries: poll gently.
+wait_until = functools.partial(_wait_until, timeout=120, poll=0.2)
 
 def project(directory: Path, storage: str | None, **config: Any) -> Path:
     """tests/workflow_project's curve-trainer project, sized for a one-node cluster."""
@@ -99,16 +104,6 @@ def explain(directory: Path, output: str, cluster: servers.SlurmInfo | None = No
 def succeed(directory: Path, result: subprocess.CompletedProcess[str], cluster: servers.SlurmInfo | None) -> None:
     assert result.returncode == 0, explain(directory, result.stdout + result.stderr, cluster)
 
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 120, poll: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(poll)
 
 
 def study_trials(directory: Path, env: dict[str, str]) -> list[optuna.trial.FrozenTrial]:

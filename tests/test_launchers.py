@@ -26,6 +26,7 @@ from snakesweep.launchers import (
     make_launcher,
 )
 from snakesweep.trialfiles import read_epoch_metrics, read_final_metrics
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINERS = ROOT / "tests" / "trainers"
@@ -98,13 +99,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {condition}")
+    return wait_until(condition, f"waiting for {condition}", timeout=timeout, poll=0.02)
 
 
 def finish(process: TrainingProcess, log_path: Path, timeout: float = 120.0) -> int:

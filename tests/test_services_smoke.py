@@ -9,12 +9,13 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 import optuna
 import pytest
+
+from tests.conftest import wait_until as conftest_wait_until
 import sqlalchemy
 import yaml
 
@@ -100,15 +101,12 @@ def test_per_test_databases(mariadb_database, postgres_database) -> None:
 
 
 def wait_until(check, what: str, timeout: float, cluster: servers.SlurmInfo):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            queue = cluster.run("squeue", "--all", check=False).stdout
-            pytest.fail(f"{what} not within {timeout:.0f} s\nsqueue:\n{queue}\n{cluster.logs(15)}")
-        time.sleep(0.3)
+    """Poll like tests.conftest.wait_until; on failure, show the queue and the daemons' logs."""
+
+    def details() -> str:
+        return f"squeue:\n{cluster.run('squeue', '--all', check=False).stdout}\n{cluster.logs(15)}"
+
+    return conftest_wait_until(check, what, timeout=timeout, poll=0.2, details=details)
 
 
 def job_states(cluster: servers.SlurmInfo, job_ids: list[str]) -> dict[str, str]:

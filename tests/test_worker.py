@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from snakesweep.config import load_config
 from snakesweep.study import create_study, load_study
 from snakesweep.worker import ATTR_SURPLUS
-from tests.conftest import ROOT, write_project
+from tests.conftest import ROOT, wait_until, write_project
 
 CURVE = "local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers')); {lr: lr, layers: layers, epochs: %d, sleep_s: %s}"
 PYTHON_CURVE = {"type": "python", "function": "tests.trainers.curve:train"}
@@ -54,15 +54,6 @@ def trials(config_path):
 def counted(config_path):
     real = [t for t in trials(config_path) if not t.system_attrs.get(ATTR_SURPLUS)]
     return {state: sum(t.state == state for t in real) for state in TrialState}
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def alive(pid):
@@ -203,8 +194,8 @@ def test_a_killed_worker_trial_is_retried_and_the_total_stays_exact(tmp_path, ru
     url = None if storage == "sqlite" else f"journal:{tmp_path}/results/journal.log"
     config_path = make_config(tmp_path, n_trials=3, epochs=4, sleep_s=0.5, storage=url, optuna_json=NO_PRUNING)
     victim = worker(config_path, 0, env=run_env)
-    wait_for(lambda: any(t.state == TrialState.RUNNING for t in trials(config_path)))
-    wait_for(lambda: list((tmp_path / "results" / "studies").glob("*/trials/0/pid")))
+    wait_until(lambda: any(t.state == TrialState.RUNNING for t in trials(config_path)), "a trial running")
+    wait_until(lambda: list((tmp_path / "results" / "studies").glob("*/trials/0/pid")), "trial 0's trainer started")
     victim.kill()
     victim.wait()
     (killed,) = [t for t in trials(config_path) if t.state == TrialState.RUNNING]
@@ -224,7 +215,7 @@ def test_a_killed_worker_trial_is_retried_and_the_total_stays_exact(tmp_path, ru
 def test_an_rdb_heartbeat_lets_another_worker_retry_a_killed_workers_trial(tmp_path, run_env):
     config_path = make_config(tmp_path, n_trials=2, epochs=4, sleep_s=0.5, optuna_json=NO_PRUNING)
     victim = worker(config_path, 0, env=run_env)
-    wait_for(lambda: list((tmp_path / "results" / "studies").glob("*/trials/0/pid")))
+    wait_until(lambda: list((tmp_path / "results" / "studies").glob("*/trials/0/pid")), "trial 0's trainer started")
     victim.kill()
     victim.wait()
     os.kill(int(next((tmp_path / "results" / "studies").glob("*/trials/0/pid")).read_text()), signal.SIGKILL)
@@ -240,7 +231,7 @@ def test_a_signalled_worker_stops_its_trainer_and_requeues_the_trial(tmp_path, r
     config_path = make_config(tmp_path, n_trials=2, epochs=40, sleep_s=0.25, optuna_json=NO_PRUNING)
     process = worker(config_path, env=run_env)
     pid_files = tmp_path / "results" / "studies"
-    wait_for(lambda: list(pid_files.glob("*/trials/0/metrics_epoch_0.json")))
+    wait_until(lambda: list(pid_files.glob("*/trials/0/metrics_epoch_0.json")), "trial 0's first epoch")
     trainer_pid = int(next(pid_files.glob("*/trials/0/pid")).read_text())
     process.send_signal(signum)
     code, output = finish(process, timeout=60)

@@ -394,12 +394,12 @@ class Worker:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_ids[self.index % len(gpu_ids)])
 
     def _log_finished(self, record: Mapping[str, Any]) -> None:
-        try:
-            best = self._safely(getattr, self.study, "best_trial")
-            best_text = f"best {best.value:.6g} (trial {best.number})"
-        except ValueError:
-            best_text = "best -"
-        counts = count_trials(self._safely(self.study.get_trials, deepcopy=False))
+        trials = self._safely(self.study.get_trials, deepcopy=False)  # one read for the best and the counts
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        pick = max if self.spec.direction == "maximize" else min
+        best = pick(complete, key=lambda t: t.value) if complete else None
+        best_text = f"best {best.value:.6g} (trial {best.number})" if best else "best -"
+        counts = count_trials(trials)
         value = f" value {record['value']:.6g}" if "value" in record else ""
         reason = f" ({record['reason']})" if record.get("reason") else ""
         log.info(

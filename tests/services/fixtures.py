@@ -23,8 +23,10 @@ import re
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,26 +100,24 @@ def _services_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.MariaDBInfo]:
-    require("mariadb")
-    with servers.mariadb_server(tmp_path_factory.mktemp("mariadb")) as info:
+def _database_server(kind: str, start: Callable[[Path], Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    require(kind)
+    with start(tmp_path_factory.mktemp(kind)) as info:
         tag, pids = info.tag, [info.pid]
         yield info
         _begin_teardown()
         pids.append(info.pid)  # a restart() changes it
-    check_stopped("mariadb", tag, pids)
+    check_stopped(kind, tag, pids)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.MariaDBInfo]:
+    yield from _database_server("mariadb", servers.mariadb_server, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.PostgresInfo]:
-    require("postgres")
-    with servers.postgres_server(tmp_path_factory.mktemp("postgres")) as info:
-        tag, pids = info.tag, [info.pid]
-        yield info
-        _begin_teardown()
-        pids.append(info.pid)
-    check_stopped("postgres", tag, pids)
+    yield from _database_server("postgres", servers.postgres_server, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
