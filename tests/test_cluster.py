@@ -401,55 +401,111 @@ def test_a_worker_job_cancelled_mid_trial_is_redone_by_the_next_run_and_the_tota
 
 
 def cli(directory: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """`snakesweep ARGS --configfile config/config.yaml` in the project, as a job would run it."""
-    return subprocess.Popen([sys.executable, "-m", "snakesweep.cli", *args, "--configfile", "config/config.yaml"],
-                            cwd=directory, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """`snakesweep ARGS --configfile config/config.yaml` in the project, as a job would run it; its
+    output goes to a file there (`cli-ARGS.log`): many workers writing to pipes read one after the
+    other would block on a full pipe."""
+    log_path = directory / f"cli-{'-'.join(args)}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "snakesweep.cli", *args, "--configfile", "config/config.yaml"],
+            cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log_path = log_path  # type: ignore[attr-defined]
+    return process
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
+    """Wait for a `cli` process: its exit status (-9 when killed after `timeout`) and its output."""
     try:
-        output, _ = process.communicate(timeout=timeout)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
-        return -9, f"killed after {timeout} s\n{output}"
-    return process.returncode, output
+        process.wait()
+    return process.returncode, process.log_path.read_text()  # type: ignore[attr-defined]
 
 
-def test_a_mysql_restart_mid_sweep_loses_and_duplicates_no_trial(
-        mariadb: servers.MariaDBInfo, mariadb_database, tmp_path: Path) -> None:
-    """The contract: workers ride out the restart (their storage calls retry while the server is
+@pytest.mark.parametrize("server", ["mariadb", "postgres"])
+def test_database_restarts_mid_sweep_lose_and_duplicate_no_trial(
+        server: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The contract: workers ride out restarts of the server (their storage calls retry while it is
     unreachable) and exit 0, and the study ends with exactly n_trials finished trials, none left
-    RUNNING or WAITING; a trial failed by the outage is redone once, with the same parameters."""
-    project(tmp_path, mariadb_database.url_template, study={"n_trials": 12}, workers={"count": 3})
-    env = environment(None, mariadb_database.env)
-    assert finish(cli(tmp_path, env, "create-study"))[0] == 0
-    workers = [cli(tmp_path, env, "worker", "--worker", str(i)) for i in range(3)]
-    try:
-        def done() -> int:
-            return sum((d / "metrics.json").exists() for d in trial_dirs(tmp_path).values())
+    RUNNING or WAITING; a trial failed by an outage is redone once, with the same parameters.
 
-        wait_until(lambda: done() >= 3, "three trials finished", timeout=120, poll=0.05)
-        old_pid = mariadb.pid
-        mariadb.restart()
-        assert mariadb.pid != old_pid
-        restarted_at = done()
-        results = [finish(worker, timeout=120) for worker in workers]
+    Short trials keep the workers busy with the storage (claims, parameters, reports, pruning
+    checks, heartbeats, tells), so the three restarts land at different points of a trial's cycle.
+    """
+    info = request.getfixturevalue(server)
+    database = request.getfixturevalue(f"{server}_database")
+    n_trials, restarts = 30, 3
+    project(tmp_path, database.url_template, study={"n_trials": n_trials}, workers={"count": 4, "poll_s": 0.05},
+            model={"overrides": {"sleep_s": 0.05}})
+    env = environment(None, database.env)
+    assert finish(cli(tmp_path, env, "create-study"))[0] == 0
+    workers = [cli(tmp_path, env, "worker", "--worker", str(i)) for i in range(4)]
+
+    def started() -> int:
+        return len(trial_dirs(tmp_path))
+
+    try:
+        for restart in range(restarts):
+            # A worker that exits early fails the checks below, with its output.
+            wait_until(lambda: started() >= 3 + 6 * restart or any(w.poll() is not None for w in workers),
+                       f"{3 + 6 * restart} trials started", timeout=120, poll=0.02)
+            old_pid = info.pid
+            info.restart()
+            assert info.pid != old_pid
+        restarted_at = started()
+        results = [finish(worker, timeout=180) for worker in workers]
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
     for code, output in results:
         assert code == 0, output[-4000:]
-    assert done() > restarted_at, "trials ran after the restart"
+    assert started() > restarted_at, "trials ran after the last restart"
 
     trials = study_trials(tmp_path, env)
-    assert len(finished(trials)) == 12, "nothing lost, nothing duplicated"
+    assert len(finished(trials)) == n_trials, "nothing lost, nothing duplicated"
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for failed in [t for t in trials if t.state == TrialState.FAIL]:
         retries = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
         assert len(retries) == 1 and retries[0].state in FINISHED, failed
         assert retries[0].params.items() >= failed.params.items(), (failed, retries[0])
+
+
+def test_a_long_outage_stops_the_workers_with_one_line_and_the_next_run_finishes_the_study(
+        mariadb: servers.MariaDBInfo, mariadb_database, tmp_path: Path) -> None:
+    """A server down for longer than the workers wait (30 s): each worker ends with one line naming
+    study.storage, exit status 1, no traceback; once the server is back, workers started again
+    finish the study with the exact total, the trials cut off by the outage redone."""
+    project(tmp_path, mariadb_database.url_template, study={"n_trials": 8}, model={"overrides": {"sleep_s": 0.3}})
+    env = environment(None, mariadb_database.env)
+    assert finish(cli(tmp_path, env, "create-study"))[0] == 0
+    workers = [cli(tmp_path, env, "worker", "--worker", str(i)) for i in range(2)]
+    try:
+        wait_until(lambda: len(trial_dirs(tmp_path)) >= 2, "two trials started")
+        mariadb.stop()
+        results = [finish(worker, timeout=120) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+        mariadb.start()
+    for code, output in results:
+        assert code == 1 and "Traceback" not in output, output[-3000:]
+        assert output.strip().splitlines()[-1].startswith(
+            "snakesweep: error: config: study.storage: the storage stayed unreachable for 30 s: "), output[-3000:]
+
+    again = [cli(tmp_path, env, "worker", "--worker", str(i)) for i in range(2)]
+    for code, output in [finish(worker) for worker in again]:
+        assert code == 0, output[-3000:]
+    trials = study_trials(tmp_path, env)
+    assert len(finished(trials)) == 8
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    cut_off = [t for t in trials if t.state == TrialState.FAIL]
+    assert cut_off, "the trials running at the outage were failed by the next run"
+    for failed in cut_off:
+        retries = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
+        assert len(retries) == 1 and retries[0].params.items() >= failed.params.items(), (failed, retries)
 
 
 # --------------------------------------------------------------------------------- many workers

@@ -167,11 +167,16 @@ def _is_connection_error(error: BaseException) -> bool:
     return False
 
 
+class StorageUnreachable(UserError):
+    """The storage stayed unreachable longer than a worker waits for it."""
+
+
 def through_outages(call: Callable[..., T], *args: Any, within_s: float, **kwargs: Any) -> T:
     """Run one storage call, retrying with backoff while the server is unreachable, up to `within_s`.
 
     pool_pre_ping only checks a connection when it leaves the pool; a server restarted during a
-    query still breaks that query, and the worker would die with its trial half-told.
+    query still breaks that query, and the worker would die with its trial half-told. A longer
+    outage ends in StorageUnreachable: one line, and the next run of the workflow goes on.
     """
     deadline = time.monotonic() + within_s
     pause = 0.2
@@ -179,8 +184,16 @@ def through_outages(call: Callable[..., T], *args: Any, within_s: float, **kwarg
         try:
             return call(*args, **kwargs)
         except Exception as error:
-            if not _is_connection_error(error) or time.monotonic() + pause > deadline:
+            if not _is_connection_error(error):
                 raise
+            if time.monotonic() + pause > deadline:
+                raise StorageUnreachable(
+                    f"the storage stayed unreachable for {within_s:.0f} s: {_first_line(error)}",
+                    file="config",
+                    field="study.storage",
+                    fix="bring the database server back, then run the workflow again: the study goes on "
+                        "where it stopped and the interrupted trials are redone",
+                ) from None
             _log.warning("storage unreachable, retrying in %.1fs", pause)
             time.sleep(pause)
             pause = min(2 * pause, 5.0)

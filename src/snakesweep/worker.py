@@ -224,6 +224,8 @@ class Worker:
             except MetricMissing as error:
                 self._fail(trial, str(error), directory)
                 raise
+            except storages.StorageUnreachable:
+                raise  # the trial cannot be told; the next run finds it stale and redoes it
             except UserError as error:
                 self._fail(trial, str(error), directory)
                 record.update(state="FAIL", reason=str(error))
@@ -239,7 +241,7 @@ class Worker:
         return record
 
     def _train(self, trial: optuna.Trial, directory: Path) -> float:
-        params = self.spec.space.suggest(trial)
+        params = self._suggest(trial)
         if directory.exists():
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
@@ -258,6 +260,26 @@ class Worker:
             write_json(config_path, self._render(params, seed))
             values.append(self._train_once(trial, config_path, run_dir, prune=repeat == 0))
         return sum(values) / len(values)
+
+    def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample the trial's parameters, riding out an outage like any other storage call.
+
+        A retry must not sample again a parameter whose write reached the server before the
+        connection broke (its row exists; a second insert would be refused): Optuna answers from
+        its cached copy of the trial, so that copy is brought up to date first.
+        """
+        first = True
+
+        def attempt() -> dict[str, Any]:
+            nonlocal first
+            if not first:
+                stored = self.storage.get_trial(trial._trial_id)
+                trial._cached_frozen_trial.params.update(stored.params)
+                trial._cached_frozen_trial.distributions.update(stored.distributions)
+            first = False
+            return self.spec.space.suggest(trial)
+
+        return self._safely(attempt)
 
     def _render(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         model = self.config["model"]
@@ -374,7 +396,7 @@ class Worker:
                 except Exception as error:  # a restarting server: the next beat will do
                     log.warning("heartbeat failed: %s", storages.mask_text(str(error), self.url))
 
-        beat()
+        self._safely(beat)
         thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
         thread.start()
         try:
