@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 
 from snakesweep.config import load_config
 from snakesweep.study import create_study, load_study
-from snakesweep.worker import ATTR_SURPLUS
+from snakesweep.storage import retry_callback
+from snakesweep.worker import ATTR_HEARTBEAT, ATTR_SURPLUS, Worker
 from tests.conftest import ROOT, wait_until, write_project
 
 CURVE = "local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers')); {lr: lr, layers: layers, epochs: %d, sleep_s: %s}"
@@ -223,6 +224,48 @@ def test_an_rdb_heartbeat_lets_another_worker_retry_a_killed_workers_trial(tmp_p
     assert code == 0, output
     retried = [t for t in trials(config_path) if t.system_attrs.get("failed_trial") == 0]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert counted(config_path)[TrialState.COMPLETE] == 2
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_a_requeued_trial_claimed_again_is_not_taken_for_stale(tmp_path, storage):
+    """Optuna's retry callback copies the failed trial's system attributes, our heartbeat among
+    them: claimed again, the copy counts as alive from its claim, not from the old beat."""
+    url = None if storage == "sqlite" else f"journal:{tmp_path}/results/journal.log"
+    config = load_config(make_config(tmp_path, storage=url, optuna_json=NO_PRUNING))
+    study = load_study(config)
+    old = study.ask()
+    study._storage.set_trial_system_attr(old._trial_id, ATTR_HEARTBEAT, time.time() - 3600)
+    study.tell(old, state=TrialState.FAIL)
+    retry_callback()(study, study._storage.get_trial(old._trial_id))
+    again = study.ask()
+    inherited = study._storage.get_trial(again._trial_id).system_attrs
+    assert inherited["failed_trial"] == old.number
+    assert inherited[ATTR_HEARTBEAT] < time.time() - 3000, "the old beat came along"
+
+    Worker(config, index=1)._trials_after_stale_check()
+    assert study._storage.get_trial(again._trial_id).state == TrialState.RUNNING
+
+
+def test_a_worker_whose_trial_another_worker_failed_as_stale_drops_it_and_goes_on(tmp_path, run_env):
+    """What another worker does to a trial whose heartbeats it finds late (fail it, queue its
+    parameters again) done by hand mid-training: the worker stops that trainer, logs it, trains
+    the requeued copy, and the total stays exact."""
+    config_path = make_config(tmp_path, n_trials=2, epochs=4, sleep_s=0.5, optuna_json=NO_PRUNING)
+    process = worker(config_path, 0, env=run_env)
+    pid_file = wait_until(lambda: next((tmp_path / "results" / "studies").glob("*/trials/0/pid"), None),
+                          "trial 0's trainer started")
+    study = load_study(load_config(config_path))
+    (running,) = study.get_trials(states=(TrialState.RUNNING,))
+    study._storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+    retry_callback()(study, study._storage.get_trial(running._trial_id))
+
+    code, output = finish(process)
+    assert code == 0, output
+    assert "trial 0 was failed by another worker" in output and "Traceback" not in output, output
+    assert not alive(int(pid_file.read_text()))
+    retried = [t for t in trials(config_path) if t.system_attrs.get("failed_trial") == 0]
+    assert len(retried) == 1 and retried[0].params == running.params and retried[0].state == TrialState.COMPLETE
     assert counted(config_path)[TrialState.COMPLETE] == 2
 
 

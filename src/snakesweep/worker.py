@@ -106,6 +106,16 @@ def visible_gpu() -> bool:
     return Path("/proc/driver/nvidia/gpus").is_dir() and any(Path("/proc/driver/nvidia/gpus").iterdir())
 
 
+def last_sign_of_life(trial: FrozenTrial) -> float:
+    """When a running trial was last known alive: its newest heartbeat, or its claim.
+
+    The claim counts too because a requeued trial inherits the failed one's system attributes,
+    heartbeat included (Optuna's retry callback copies them): popped again, it would look stale
+    until its new worker's first beat.
+    """
+    return max(trial.system_attrs.get(ATTR_HEARTBEAT, 0.0), trial.datetime_start.timestamp())
+
+
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -202,6 +212,16 @@ class Worker:
     # -- one trial --------------------------------------------------------------------------
     def _run_one_trial(self) -> dict[str, Any] | None:
         trial = self._safely(self.study.ask)
+        try:
+            return self._claim_and_train(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another worker took this trial for stale (its heartbeats were late: a suspended
+            # machine, a long outage) and failed and requeued it; the requeued copy will be trained.
+            log.warning("trial %d was failed by another worker, which found its heartbeat late; "
+                        "it is queued again", trial.number)
+            return None
+
+    def _claim_and_train(self, trial: optuna.Trial) -> dict[str, Any] | None:
         # Marked at once: a claim whose worker dies right here is found stale like any other.
         self._safely(self.storage.set_trial_system_attr, trial._trial_id, ATTR_HEARTBEAT, time.time())
         self._safely(trial.set_user_attr, "worker", self.index)
@@ -372,8 +392,7 @@ class Worker:
         deadline = time.time() - 2 * self.heartbeat_s
         stale = [
             t for t in trials
-            if t.state == TrialState.RUNNING and not is_surplus(t)
-            and t.system_attrs.get(ATTR_HEARTBEAT, t.datetime_start.timestamp()) < deadline
+            if t.state == TrialState.RUNNING and not is_surplus(t) and last_sign_of_life(t) < deadline
         ]
         for trial in stale:
             self._fail_stale(trial, "its worker stopped sending heartbeats")
