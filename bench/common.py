@@ -162,6 +162,16 @@ def argument_parser(description: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_sized(parser: argparse.ArgumentParser, **sizes: tuple[Any, Any]) -> argparse.Namespace:
+    """Parse the command line; each size NAME=(smoke, full) not given there takes the value for
+    `--smoke` or for the full run."""
+    args = parser.parse_args()
+    for name, (smoke, full) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, smoke if args.smoke else full)
+    return args
+
+
 # -- statistics and tables ---------------------------------------------------------------------
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")

@@ -32,12 +32,7 @@ def parse_args() -> Any:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
-    args = parser.parse_args()
-    if args.trials is None:
-        args.trials = 8 if args.smoke else 500
-    if args.repeats is None:
-        args.repeats = 2 if args.smoke else 5
-    return args
+    return common.parse_sized(parser, trials=(8, 500), repeats=(2, 5))
 
 
 def snakemake(directory: Path, *args: str, snakefile: Path = SNAKEFILE, timeout: float = 3600) -> tuple[float, str]:

@@ -46,12 +46,7 @@ def parse_args() -> Any:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--trials", type=int, default=None)
     parser.add_argument("--launchers", nargs="+", choices=sorted(LAUNCHERS), default=None)
-    args = parser.parse_args()
-    if args.trials is None:
-        args.trials = 5 if args.smoke else 50
-    if args.launchers is None:
-        args.launchers = ["python"] if args.smoke else ["allennlp", "python"]
-    return args
+    return common.parse_sized(parser, trials=(5, 50), launchers=(["python"], ["allennlp", "python"]))
 
 
 def measure(root: Path, launcher: str, trials: int) -> dict[str, Any]:

@@ -53,15 +53,9 @@ def parse_args() -> Any:
     parser.add_argument("--sleep", type=float, default=None, help="seconds per epoch")
     parser.add_argument("--mysql-url-env", default=None, metavar="VAR",
                         help="environment variable holding a MySQL URL (default: start a private MariaDB)")
-    args = parser.parse_args()
-    smoke = {"workers": [1, 2], "storages": ["sqlite", "journal"], "repeats": 1, "trials_per_worker": 1,
-             "epochs": 2, "sleep": 0.2}
-    full = {"workers": [1, 2, 8, 32], "storages": ["sqlite", "journal", "mysql"], "repeats": 3,
-            "trials_per_worker": 2, "epochs": 4, "sleep": 1.0}
-    for key, value in (smoke if args.smoke else full).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    return common.parse_sized(
+        parser, workers=([1, 2], [1, 2, 8, 32]), storages=(["sqlite", "journal"], ["sqlite", "journal", "mysql"]),
+        repeats=(1, 3), trials_per_worker=(1, 2), epochs=(2, 4), sleep=(0.2, 1.0))
 
 
 def mysql_storage(args: Any, stack: ExitStack, root: Path) -> tuple[str | None, Any]:

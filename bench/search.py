@@ -90,14 +90,7 @@ def parse_args() -> Any:
     parser.add_argument("--train-examples", type=int, default=None, help="allennlp: training slice (default 600)")
     parser.add_argument("--validation-examples", type=int, default=None,
                         help="allennlp: validation slice (default 200)")
-    args = parser.parse_args()
-    if args.seeds is None:
-        args.seeds = 1 if args.smoke else 5
-    if args.train_examples is None:
-        args.train_examples = 100 if args.smoke else 600
-    if args.validation_examples is None:
-        args.validation_examples = 50 if args.smoke else 200
-    return args
+    return common.parse_sized(parser, seeds=(1, 5), train_examples=(100, 600), validation_examples=(50, 200))
 
 
 def settings(problem: str, args: Any) -> tuple[int, float]:

@@ -46,12 +46,7 @@ def parse_args() -> Any:
     parser.add_argument("--trials", type=int, default=None, help="trials per round, each way")
     parser.add_argument("--train-examples", type=int, default=200)
     parser.add_argument("--validation-examples", type=int, default=100)
-    args = parser.parse_args()
-    if args.rounds is None:
-        args.rounds = 1 if args.smoke else 3
-    if args.trials is None:
-        args.trials = 1 if args.smoke else 5
-    return args
+    return common.parse_sized(parser, rounds=(1, 3), trials=(1, 5))
 
 
 def epoch_0_at(log: Path) -> datetime | None:

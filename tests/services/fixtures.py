@@ -159,20 +159,22 @@ def _database_name(request: pytest.FixtureRequest) -> str:
     return f"t_{stem}_{uuid.uuid4().hex[:6]}"
 
 
+def _private_database(server: servers.MariaDBInfo | servers.PostgresInfo,
+                      request: pytest.FixtureRequest) -> Iterator[Database]:
+    """A database of the test's own on `server`, dropped afterwards."""
+    name = _database_name(request)
+    server.create_database(name)
+    template = server.url_template.rsplit("/", 1)[0] + f"/{name}"
+    yield Database(name, template, dict(server.env), server.password)
+    server.drop_database(name)
+
+
 @pytest.fixture
 def mariadb_database(mariadb: servers.MariaDBInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
-    name = _database_name(request)
-    mariadb.create_database(name)
-    template = mariadb.url_template.rsplit("/", 1)[0] + f"/{name}"
-    yield Database(name, template, dict(mariadb.env), mariadb.password)
-    mariadb.drop_database(name)
+    yield from _private_database(mariadb, request)
 
 
 @pytest.fixture
 def postgres_database(postgres: servers.PostgresInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
-    name = _database_name(request)
-    postgres.create_database(name)
-    template = postgres.url_template.rsplit("/", 1)[0] + f"/{name}"
-    yield Database(name, template, dict(postgres.env), postgres.password)
-    postgres.drop_database(name)
+    yield from _private_database(postgres, request)
 
