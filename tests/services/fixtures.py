@@ -1,14 +1,14 @@
-"""Session-scoped pytest fixtures for the real servers of `tests/services/servers.py`.
+"""Session-scoped pytest fixtures for the real servers of `tests/services/` (mariadb.py, postgres.py, slurm.py).
 
 Registered for the whole suite by `pytest_plugins = ["tests.services.fixtures"]` in
 `tests/conftest.py`. Each server starts the first time a test asks for it, once per test run, and
 stops when the run ends (pass, fail or Ctrl-C); the teardown then fails loudly if any process it
 started is still alive.
 
-- `mariadb`, `postgres`: `servers.MariaDBInfo` / `servers.PostgresInfo` (a database `sweeps`, a user
+- `mariadb`, `postgres`: `MariaDBInfo` / `PostgresInfo` (a database `sweeps`, a user
   `sweeper` with a random password; `url_template`, `env`, `url()`, `restart()`, `create_database()`).
 - `mariadb_database`, `postgres_database`: a fresh database on that server for one test, dropped after.
-- `slurm`: `servers.SlurmInfo`, a one-node cluster with two fake GPUs and slurmdbd (own MariaDB);
+- `slurm`: `SlurmInfo`, a one-node cluster with two fake GPUs and slurmdbd (own MariaDB);
   pass `slurm.env` to every subprocess.
 - `slurm_clean`: the same cluster for one test; every job left in the queue is cancelled after it.
 
@@ -30,7 +30,10 @@ from typing import Any
 
 import pytest
 
-from tests.services import servers
+from tests.services.base import missing_binaries, process_alive, tagged_processes
+from tests.services.mariadb import MariaDBInfo, mariadb_server
+from tests.services.postgres import PostgresInfo, postgres_server
+from tests.services.slurm import SlurmInfo, slurm_cluster
 
 DAEMON_NAMES = ("munged", "slurmctld", "slurmd", "slurmdbd", "slurmstepd", "mariadbd", "postgres")
 _tearing_down = False  # set once a session server starts stopping; see _services_sigterm
@@ -43,7 +46,7 @@ def _unavailable(reason: str) -> None:
 
 
 def require(kind: str, needs_root: bool = False) -> None:
-    missing = servers.missing_binaries(kind)
+    missing = missing_binaries(kind)
     if missing:
         _unavailable(f"{kind} is not installed ({', '.join(missing)}); run: sudo bash tests/services/install-packages")
     if needs_root and os.geteuid() != 0:
@@ -53,16 +56,16 @@ def require(kind: str, needs_root: bool = False) -> None:
 def _leftovers(tag: str, pids: list[int | None]) -> list[str]:
     """Processes named like our daemons (pgrep -x) that carry our tag or have one of our PIDs."""
     ours = {pid for pid in pids if pid}
-    tagged = {pid for pid, _ in servers.tagged_processes(tag)}
+    tagged = {pid for pid, _ in tagged_processes(tag)}
     found = []
     for name in DAEMON_NAMES:
         result = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
         for line in result.stdout.split():
             pid = int(line)
-            if (pid in ours or pid in tagged) and servers.process_alive(pid):
+            if (pid in ours or pid in tagged) and process_alive(pid):
                 found.append(f"{name}[{pid}]")
     # Anything else still carrying the tag (a job's sleep, a shell).
-    found += [f"{name}[{pid}]" for pid, name in servers.tagged_processes(tag) if name not in DAEMON_NAMES]
+    found += [f"{name}[{pid}]" for pid, name in tagged_processes(tag) if name not in DAEMON_NAMES]
     return found
 
 
@@ -111,19 +114,19 @@ def _database_server(kind: str, start: Callable[[Path], Any], tmp_path_factory: 
 
 
 @pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.MariaDBInfo]:
-    yield from _database_server("mariadb", servers.mariadb_server, tmp_path_factory)
+def mariadb(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[MariaDBInfo]:
+    yield from _database_server("mariadb", mariadb_server, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.PostgresInfo]:
-    yield from _database_server("postgres", servers.postgres_server, tmp_path_factory)
+def postgres(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[PostgresInfo]:
+    yield from _database_server("postgres", postgres_server, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def slurm(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[servers.SlurmInfo]:
+def slurm(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> Iterator[SlurmInfo]:
     require("slurm", needs_root=True)
-    with servers.slurm_cluster(tmp_path_factory.mktemp("slurm"), gpus=2, cpus=2, with_dbd=True) as info:
+    with slurm_cluster(tmp_path_factory.mktemp("slurm"), gpus=2, cpus=2, with_dbd=True) as info:
         tag = info.tag
         pids = list(info.pids().values())
         if info.mariadb is not None:
@@ -134,7 +137,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory, _services_sigterm: None) -> 
 
 
 @pytest.fixture
-def slurm_clean(slurm: servers.SlurmInfo) -> Iterator[servers.SlurmInfo]:
+def slurm_clean(slurm: SlurmInfo) -> Iterator[SlurmInfo]:
     """The session cluster; whatever the test left in the queue is cancelled afterwards."""
     yield slurm
     slurm.cancel_all()
@@ -159,7 +162,7 @@ def _database_name(request: pytest.FixtureRequest) -> str:
     return f"t_{stem}_{uuid.uuid4().hex[:6]}"
 
 
-def _private_database(server: servers.MariaDBInfo | servers.PostgresInfo,
+def _private_database(server: MariaDBInfo | PostgresInfo,
                       request: pytest.FixtureRequest) -> Iterator[Database]:
     """A database of the test's own on `server`, dropped afterwards."""
     name = _database_name(request)
@@ -170,11 +173,11 @@ def _private_database(server: servers.MariaDBInfo | servers.PostgresInfo,
 
 
 @pytest.fixture
-def mariadb_database(mariadb: servers.MariaDBInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
+def mariadb_database(mariadb: MariaDBInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
     yield from _private_database(mariadb, request)
 
 
 @pytest.fixture
-def postgres_database(postgres: servers.PostgresInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
+def postgres_database(postgres: PostgresInfo, request: pytest.FixtureRequest) -> Iterator[Database]:
     yield from _private_database(postgres, request)
 
