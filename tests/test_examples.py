@@ -24,7 +24,7 @@ from snakemake.utils import update_config
 
 from snakesweep.config import validate_config
 from snakesweep.render import render
-from snakesweep.space import load_space
+from snakesweep.space_parsing import load_space
 from snakesweep.study import load_optuna_json, study_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -369,6 +369,52 @@ def test_a_forked_trial_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
     wait_for(lambda: not alive(trainer), timeout=10)
 
 
+
+# -- what each launcher decides for its trainer --------------------------------------------------
+OTHER_SPECS = ({"type": "command", "command": ["true"]}, {"type": "python", "function": "json:dumps"})
+
+
+@pytest.mark.parametrize(("devices", "expected"), [("1", 0), ("", -1), ("-1", -1)])
+def test_allennlp_runs_get_the_seed_and_the_visible_gpu_or_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, devices: str, expected: int
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", devices)
+    launcher = make_launcher({"type": "allennlp"})
+    overrides = launcher.run_overrides(7, ["random_seed", "numpy_seed"], {"trainer.num_epochs": 2})
+    assert overrides == {"random_seed": 7, "numpy_seed": 7, "trainer.cuda_device": expected}
+    assert launcher.run_overrides(7, ["random_seed"], {"trainer.cuda_device": 3}) == {"random_seed": 7}
+
+
+@pytest.mark.parametrize("spec", OTHER_SPECS)
+def test_other_launchers_get_only_the_seed(monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any]) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    launcher = make_launcher(spec)
+    assert launcher.device_overrides() == {}
+    assert launcher.run_overrides(7, ["seed"], {}) == {"seed": 7}
+
+
+def test_only_the_allennlp_launcher_checks_data_paths(tmp_path: Path) -> None:
+    rendered = {"train_data_path": str(tmp_path / "missing.jsonl"), "validation_data_path": "s3://bucket/x.jsonl",
+                "test_data_path": str(tmp_path / "*.jsonl")}
+    launcher = make_launcher({"type": "allennlp"})
+    with pytest.raises(UserError, match="data file not found") as caught:
+        launcher.check_data(rendered, "model.jsonnet")
+    assert caught.value.field == "train_data_path"
+    launcher.check_data({**rendered, "train_data_path": str(ALLENNLP_CONFIG)}, "model.jsonnet")
+    for spec in OTHER_SPECS:
+        make_launcher(spec).check_data(rendered, "model.jsonnet")
+
+
+@pytest.mark.parametrize("spec", OTHER_SPECS)
+def test_other_launchers_archive_nothing_and_ask_for_an_evaluate_command(spec: dict[str, Any], tmp_path: Path) -> None:
+    launcher = make_launcher(spec)
+    launcher.archive(tmp_path)
+    with pytest.raises(UserError, match="no way to evaluate") as caught:
+        launcher.evaluate(tmp_path, "test.jsonl", tmp_path / "metrics.json")
+    assert caught.value.field == "retrain.evaluate_command"
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- the allennlp launcher ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def allennlp_launcher() -> Launcher:
@@ -439,6 +485,16 @@ def test_allennlp_bad_config_fails_the_trial_with_a_traceback(allennlp_launcher:
     assert finish(process, log_path) == 1
     log = log_path.read_text()
     assert "Traceback" in log and "snakesweep-no-such-model" in log
+
+
+def test_allennlp_archives_and_evaluates_a_trained_model(allennlp_launcher: Launcher, tmp_path: Path) -> None:
+    process, directory, log_path = start(allennlp_launcher, tmp_path, allennlp_config(num_epochs=1))
+    assert finish(process, log_path) == 0, log_path.read_text()
+    allennlp_launcher.archive(directory)
+    assert (directory / "model.tar.gz").exists()
+    output = tmp_path / "test_metrics.json"
+    allennlp_launcher.evaluate(directory, str(ROOT / "tests/data/allennlp/validation.jsonl"), output)
+    assert 0.0 <= json.loads(output.read_text())["accuracy"] <= 1.0
 
 
 def test_allennlp_unknown_include_package_fails_at_prepare() -> None:

@@ -11,7 +11,8 @@ import optuna
 import pytest
 
 from snakesweep.errors import UserError
-from snakesweep.space import SearchSpace, load_space, parse_space
+from snakesweep.space import SearchSpace
+from snakesweep.space_parsing import load_space, parse_space
 
 DATA = Path(__file__).parent / "data" / "spaces"
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -13,9 +13,8 @@ import sqlalchemy
 from snakesweep import storage as storages
 from snakesweep.config import load_config
 from snakesweep.errors import UserError
+from snakesweep.launchers import make_launcher
 from snakesweep.study import StudySpec, make_pruner, make_sampler, study_spec
-
-DATA_KEYS = ("train_data_path", "validation_data_path", "test_data_path")
 
 
 def sample_point(spec: StudySpec, seed: int = 0) -> dict[str, Any]:
@@ -24,25 +23,15 @@ def sample_point(spec: StudySpec, seed: int = 0) -> dict[str, Any]:
     return spec.space.suggest(probe.ask())
 
 
-def check_data_paths(rendered: Mapping[str, Any], source: str) -> None:
-    """AllenNLP-style data paths in a rendered config must exist (URLs and globs are left alone)."""
-    for key in DATA_KEYS:
-        value = rendered.get(key)
-        if isinstance(value, str) and "://" not in value and not any(c in value for c in "*?["):
-            if not Path(value).exists():
-                raise UserError("data file not found", file=source, field=key, fix=f"create {value} or fix the path")
-
-
 def check_model_config(config: Mapping[str, Any], spec: StudySpec) -> dict[str, Any]:
-    """Render the Jsonnet once with a sampled point and check its data files; return the point."""
+    """Render the Jsonnet once with a sampled point and let the launcher check its data files; return the point."""
     from snakesweep.render import render
 
     model = config["model"]
     point = sample_point(spec)
     rendered = render(model["config"], point, style=model["style"], overrides=model["overrides"],
                       strict=model["strict"])
-    if config["launcher"]["type"] == "allennlp":
-        check_data_paths(rendered, model["config"])
+    make_launcher(config["launcher"]).check_data(rendered, model["config"])
     return point
 
 

@@ -13,26 +13,22 @@ from typing import Any
 from snakesweep.errors import UserError
 from snakesweep.launchers import make_launcher
 from snakesweep.launchers.command import interpreter_or
+from snakesweep.process_env import limit_threads
 from snakesweep.render import apply_overrides
-from snakesweep.trialfiles import write_json
-from snakesweep.worker import limit_threads, log_tail, visible_gpu
-
-ARCHIVE = "model.tar.gz"
-
+from snakesweep.trialfiles import log_tail, write_json
 
 
 def retrain_config(config: Mapping[str, Any], best: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The best config with this seed, the device, and the retrain overrides (more epochs, ...)."""
-    overrides: dict[str, Any] = {key: seed for key in config["model"]["seed_keys"]}
-    if config["launcher"]["type"] == "allennlp" and "trainer.cuda_device" not in config["model"]["overrides"]:
-        overrides["trainer.cuda_device"] = 0 if visible_gpu() else -1
+    launcher = make_launcher(config["launcher"])
+    overrides = launcher.run_overrides(seed, config["model"]["seed_keys"], config["model"]["overrides"])
     overrides.update(config["retrain"]["overrides"])
     return apply_overrides(best, overrides)
 
 
 def retrain(config: Mapping[str, Any], best_config: str | Path, seed: int, out_dir: str | Path,
             threads: int = 1) -> Path:
-    """Train from scratch into out_dir (emptied first); AllenNLP models are archived for evaluation."""
+    """Train from scratch into out_dir (emptied first); the launcher archives the model for evaluation."""
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
@@ -51,10 +47,7 @@ def retrain(config: Mapping[str, Any], best_config: str | Path, seed: int, out_d
             file=str(log_path),
             fix="read the log; the same config trained during the sweep, so check retrain.overrides",
         )
-    if config["launcher"]["type"] == "allennlp":
-        from allennlp.models.archival import archive_model
-
-        archive_model(out)
+    launcher.archive(out)
     return out
 
 
@@ -68,22 +61,8 @@ def evaluate(config: Mapping[str, Any], model_dir: str | Path, output: str | Pat
     command = config["retrain"].get("evaluate_command")
     if command:
         _run_evaluate_command(command, model_dir, test_data, tmp)
-    elif config["launcher"]["type"] == "allennlp":
-        from allennlp.commands.evaluate import evaluate_from_archive
-
-        evaluate_from_archive(
-            archive_file=model_dir / ARCHIVE,
-            input_file=test_data,
-            metrics_output_file=str(tmp),
-            cuda_device=0 if visible_gpu() else -1,
-        )
     else:
-        raise UserError(
-            "no way to evaluate a model of this launcher",
-            file="config",
-            field="retrain.evaluate_command",
-            fix="give a command with {model_dir}, {test_data} and {output} that writes a JSON object of metrics",
-        )
+        make_launcher(config["launcher"]).evaluate(model_dir, test_data, tmp)
     metrics = json.loads(tmp.read_text())
     tmp.replace(output)
     return metrics

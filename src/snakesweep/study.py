@@ -17,7 +17,8 @@ from filelock import FileLock
 from snakesweep import storage as storages
 from snakesweep.errors import UserError
 from snakesweep.grid import SweepGridSampler
-from snakesweep.space import SearchSpace, load_space
+from snakesweep.space import SearchSpace
+from snakesweep.space_parsing import load_space
 
 ATTR_FINGERPRINT = "snakesweep:fingerprint"
 ATTR_DEFINITION = "snakesweep:definition"

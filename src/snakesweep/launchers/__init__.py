@@ -6,7 +6,8 @@
 
 All three run each trial as its own session, output appended to the trial's log, and return a
 `TrainingProcess` whose `stop()` ends the whole process group. New launchers register with
-`@Launcher.register("name")`, as AllenNLP's `Registrable` components do.
+`@Launcher.register("name")`, as AllenNLP's `Registrable` components do. A launcher also owns
+what depends on its trainer: the device overrides, the data check, archiving and evaluation.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 
 from snakesweep.errors import UserError
 from snakesweep.launchers.allennlp import AllenNLPLauncher
-from snakesweep.launchers.base import ForkedProcess, Launcher, PopenProcess, TrainingProcess, fork_training
+from snakesweep.launchers.base import Launcher
 from snakesweep.launchers.command import CommandLauncher
+from snakesweep.launchers.fork import fork_training
+from snakesweep.launchers.process import ForkedProcess, PopenProcess, TrainingProcess
 from snakesweep.launchers.python import PythonLauncher
 
 __all__ = [

@@ -17,11 +17,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from snakesweep import process_env
 from snakesweep.errors import UserError
 from snakesweep.launchers.allennlp_compat import register_optuna_pruner
-from snakesweep.launchers.base import ForkedProcess, Launcher, fork_training, importable_cwd, string_list
+from snakesweep.launchers.base import Launcher, importable_cwd, string_list
+from snakesweep.launchers.fork import fork_training
+from snakesweep.launchers.process import ForkedProcess
 
 FIELD = "launcher.include_package"
+ARCHIVE = "model.tar.gz"
+DATA_KEYS = ("train_data_path", "validation_data_path", "test_data_path")
 
 
 @Launcher.register("allennlp")
@@ -89,6 +94,41 @@ class AllenNLPLauncher(Launcher):
             _train_in_place(config_file, directory, packages)
 
         return fork_training(run, log_path=log_path, threads=threads, env=env)
+
+    def device_overrides(self) -> dict[str, Any]:
+        """The first visible GPU, or the CPU."""
+        return {"trainer.cuda_device": _cuda_device()}
+
+    def check_data(self, rendered: Mapping[str, Any], source: str) -> None:
+        """AllenNLP-style data paths in a rendered config must exist (URLs and globs are left alone)."""
+        for key in DATA_KEYS:
+            value = rendered.get(key)
+            if isinstance(value, str) and "://" not in value and not any(c in value for c in "*?["):
+                if not Path(value).exists():
+                    raise UserError(
+                        "data file not found", file=source, field=key, fix=f"create {value} or fix the path"
+                    )
+
+    def archive(self, model_dir: Path) -> None:
+        """Write `model.tar.gz`, which evaluation reads."""
+        from allennlp.models.archival import archive_model
+
+        archive_model(model_dir)
+
+    def evaluate(self, model_dir: Path, test_data: str, output: Path) -> None:
+        """AllenNLP's evaluation of the archive on `test_data`."""
+        from allennlp.commands.evaluate import evaluate_from_archive
+
+        evaluate_from_archive(
+            archive_file=Path(model_dir) / ARCHIVE,
+            input_file=test_data,
+            metrics_output_file=str(output),
+            cuda_device=_cuda_device(),
+        )
+
+
+def _cuda_device() -> int:
+    return 0 if process_env.visible_gpu() else -1
 
 
 def _train_in_place(config_path: str, serialization_dir: str, include_package: Sequence[str] = ()) -> None:

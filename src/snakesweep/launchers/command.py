@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.errors import UserError
-from snakesweep.launchers.base import Launcher, PopenProcess, string_list, thread_environment
+from snakesweep.launchers.base import Launcher, string_list
+from snakesweep.launchers.process import PopenProcess
+from snakesweep.process_env import thread_environment
 
 FIELD = "launcher.command"
 EXAMPLE = '[python, train.py, --config, "{config}", --out, "{serialization_dir}"]'

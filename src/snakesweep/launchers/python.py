@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.errors import UserError
-from snakesweep.launchers.base import ForkedProcess, Launcher, fork_training, importable_cwd
+from snakesweep.launchers.base import Launcher, importable_cwd
+from snakesweep.launchers.fork import fork_training
+from snakesweep.launchers.process import ForkedProcess
 from snakesweep.trialfiles import read_final_metrics, write_final_metrics
 
 FIELD = "launcher.function"
