@@ -127,7 +127,7 @@ def load_trials(config_path: Path, env: Mapping[str, str] | None = None) -> list
     """The study's trials, surplus claims left out (what every table of snakesweep counts)."""
     from snakesweep.config import load_config
     from snakesweep.study import load_study
-    from snakesweep.worker import is_surplus
+    from snakesweep.trials import is_surplus
 
     saved = dict(os.environ)
     os.environ.update(env or {})

@@ -128,13 +128,13 @@ def project(problem: str, directory: Path, method: str, seed: int, epochs: int, 
 
 
 def trial_records(worker: Any) -> list[dict[str, Any]]:
-    from snakesweep import layout
+    from snakesweep.paths import Paths
 
     records = []
     for trial in sorted(worker.study.get_trials(deepcopy=False), key=lambda t: t.number):
         if trial.state.name not in ("COMPLETE", "PRUNED", "FAIL") or trial.system_attrs.get("snakesweep:surplus"):
             continue
-        directory = layout.trial_dir(worker.config, worker.spec.name, trial.number)
+        directory = Paths.of(worker.config).trial_dir(worker.spec.name, trial.number)
         records.append({"number": trial.number, "state": trial.state.name, "value": trial.value,
                         "epochs": len(list(directory.glob("metrics_epoch_*.json"))),
                         "seconds": trial.duration.total_seconds() if trial.duration else None})

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from snakesweep import storage as storages
 from snakesweep.config import load_config
 from snakesweep.study import load_study
-from snakesweep.worker import ATTR_SURPLUS
+from snakesweep.trials import SURPLUS as ATTR_SURPLUS
 from tests.services import servers
 from tests.conftest import wait_until as _wait_until
 from tests.workflow_project import ROOT, SNAKEFILE, make

@@ -19,7 +19,7 @@ from snakesweep.report import PLOTS, expected_max, output_names, write_report
 from snakesweep.report.plots import figures
 from snakesweep.report.sweep import load_sweep
 from snakesweep.study import create_study, load_study
-from snakesweep.worker import is_surplus
+from snakesweep.trials import is_surplus
 from tests.conftest import ROOT, write_project
 
 CURVE = ("local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers'));"

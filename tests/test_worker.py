@@ -18,7 +18,9 @@ from optuna.trial import TrialState
 from snakesweep.config import load_config
 from snakesweep.study import create_study, load_study
 from snakesweep.storage import retry_callback
-from snakesweep.worker import ATTR_HEARTBEAT, ATTR_SURPLUS, Worker
+from snakesweep.trials import HEARTBEAT as ATTR_HEARTBEAT
+from snakesweep.trials import SURPLUS as ATTR_SURPLUS
+from snakesweep.worker import Worker
 from tests.conftest import ROOT, wait_until, write_project
 
 CURVE = "local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers')); {lr: lr, layers: layers, epochs: %d, sleep_s: %s}"
@@ -243,7 +245,7 @@ def test_a_requeued_trial_claimed_again_is_not_taken_for_stale(tmp_path, storage
     assert inherited["failed_trial"] == old.number
     assert inherited[ATTR_HEARTBEAT] < time.time() - 3000, "the old beat came along"
 
-    Worker(config, index=1)._trials_after_stale_check()
+    Worker(config, index=1).liveness.trials_after_stale_check()
     assert study._storage.get_trial(again._trial_id).state == TrialState.RUNNING
 
 
@@ -316,7 +318,7 @@ def test_allennlp_trials_get_the_visible_gpu_or_the_cpu(tmp_path, monkeypatch, d
 
     config_path = make_config(tmp_path, launcher={"type": "allennlp"})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", devices)
-    config = Worker(load_config(config_path))._render({"lr": 0.01, "layers": 2}, seed=5)
+    config = Worker(load_config(config_path)).trial_run().render({"lr": 0.01, "layers": 2}, seed=5)
     assert config["trainer"]["cuda_device"] == expected and config["random_seed"] == 5
 
 
@@ -325,7 +327,7 @@ def test_the_configs_own_cuda_device_wins(tmp_path, monkeypatch):
 
     config_path = make_config(tmp_path, launcher={"type": "allennlp"}, model={"overrides": {"trainer.cuda_device": 3}})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert Worker(load_config(config_path))._render({"lr": 0.01, "layers": 2}, seed=5)["trainer"]["cuda_device"] == 3
+    assert Worker(load_config(config_path)).trial_run().render({"lr": 0.01, "layers": 2}, seed=5)["trainer"]["cuda_device"] == 3
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])

@@ -29,7 +29,7 @@ _EXPORTS = {
     "load_study": "study",
     "study_spec": "study",
     "run_worker": "worker",
-    "select": "select",
+    "select": "selection",
     "write_report": "report",
     "expected_max": "report.expected_max",
     "write_epoch_metrics": "trialfiles",

@@ -8,7 +8,8 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from snakesweep.errors import Interrupted, UserError
+from snakesweep.errors import Interrupted, UserError, one_line
+from snakesweep.display import BEST_FORMATS, FORMATS, SORT_KEYS
 from snakesweep.logs import setup_logging
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -53,13 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the status as JSON")
 
     best = with_config(sub.add_parser("best-params", help="the best trial's params"))
-    best.add_argument("--format", choices=["json", "allennlp-optuna"], default="json",
+    best.add_argument("--format", choices=BEST_FORMATS, default="json",
                       help="json: as the best trial rendered them (constants included); allennlp-optuna: "
                            "name=value of the sampled params, as `allennlp best-params` printed them")
 
     trials = with_config(sub.add_parser("trials", help="the trials table, sorted"))
-    trials.add_argument("--format", choices=["text", "csv", "markdown"], default="text")
-    trials.add_argument("--sort", choices=["value", "number", "duration"], default="value",
+    trials.add_argument("--format", choices=FORMATS, default="text")
+    trials.add_argument("--sort", choices=SORT_KEYS, default="value",
                         help="value: best first (default); number; duration: longest first")
     trials.add_argument("--state", action="append", default=[], metavar="STATE",
                         help="only trials in this state (complete, pruned, fail, running, waiting); repeatable")
@@ -115,7 +116,8 @@ def _worker(args: argparse.Namespace) -> int:
 @_command("status")
 def _status(args: argparse.Namespace) -> int:
     from snakesweep.config import load_config
-    from snakesweep.inspect import format_status, status, watch
+    from snakesweep.display import format_status, watch
+    from snakesweep.view import status
 
     config = load_config(args.configfile)
     if args.watch is not None:
@@ -128,16 +130,18 @@ def _status(args: argparse.Namespace) -> int:
 @_command("best-params")
 def _best_params(args: argparse.Namespace) -> int:
     from snakesweep.config import load_config
-    from snakesweep.inspect import best_params
+    from snakesweep.display import format_best_params
+    from snakesweep.view import best_of
 
-    print(best_params(load_config(args.configfile), args.format))
+    print(format_best_params(*best_of(load_config(args.configfile)), args.format))
     return 0
 
 
 @_command("trials")
 def _trials(args: argparse.Namespace) -> int:
     from snakesweep.config import load_config
-    from snakesweep.inspect import format_trials, sorted_trials
+    from snakesweep.display import format_trials
+    from snakesweep.view import sorted_trials
 
     frame = sorted_trials(load_config(args.configfile), args.sort, states=args.state, limit=args.limit)
     print(format_trials(frame, args.format))
@@ -149,13 +153,14 @@ def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from snakesweep.config import load_config
+    from snakesweep.paths import Paths
     from snakesweep.report import write_report
 
     config = load_config(args.configfile)
-    results = Path(config["results"])
-    out = Path(args.out) if args.out else results / "report"
-    retrained = {seed: results / "final" / f"seed-{seed}" / "metrics.json" for seed in config["retrain"]["seeds"]}
-    summary = write_report(config, out, test_metrics=results / "test_metrics.json", retrained=retrained)
+    paths = Paths.of(config)
+    out = Path(args.out) if args.out else paths.report_dir
+    retrained = {seed: paths.retrain_metrics(seed) for seed in config["retrain"]["seeds"]}
+    summary = write_report(config, out, test_metrics=paths.test_metrics, retrained=retrained)
     print(f"report of {summary['study']}: {out}/summary.html, plots in {out}/*.png, "
           f"interactive: {out}/html/index.html")
     return 0
@@ -167,14 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *_: f"snakesweep: warning: {message}\n"
     try:
         return _COMMANDS[args.command](args)
-    except UserError as error:
-        print(f"snakesweep: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Interrupted as interrupted:
-        print(f"snakesweep: stopped by {interrupted}; the running trial was queued again", file=sys.stderr)
-        return 128 + interrupted.signum
+    except (UserError, KeyboardInterrupt, Interrupted) as error:
+        line, code = one_line(error)
+        if not isinstance(error, KeyboardInterrupt):
+            print(f"snakesweep: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

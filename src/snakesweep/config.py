@@ -77,5 +77,3 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(data, path)
 
 
-def results_dir(config: Mapping[str, Any]) -> Path:
-    return Path(config["results"])

@@ -40,3 +40,18 @@ class Interrupted(BaseException):
 
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+def one_line(error: BaseException) -> tuple[str, int] | None:
+    """How an error a user caused ends a command: one line and an exit code; None for our bugs.
+
+    The only place that turns a UserError or an interrupt into words: the CLI, the workflow's
+    steps and the Snakefile's early checks all print what this returns.
+    """
+    if isinstance(error, UserError):
+        return f"error: {error}", 1
+    if isinstance(error, Interrupted):
+        return f"stopped by {error}; the running trial was queued again", 128 + error.signum
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", 130
+    return None

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from snakesweep.errors import Interrupted, UserError
+from snakesweep.errors import Interrupted, UserError, one_line
 from snakesweep.logs import setup_logging
+from snakesweep.paths import Paths
 
 
 def run_step(snakemake: Any, step: Callable[[Any], Any]) -> None:
@@ -18,12 +19,10 @@ def run_step(snakemake: Any, step: Callable[[Any], Any]) -> None:
     setup_logging(snakemake.log[0] if snakemake.log else None)
     try:
         step(snakemake)
-    except UserError as error:
-        logging.getLogger("snakesweep").error("error: %s", error)
-        sys.exit(1)
-    except Interrupted as interrupted:
-        logging.getLogger("snakesweep").error("stopped by %s; the running trial was queued again", interrupted)
-        sys.exit(128 + interrupted.signum)
+    except (UserError, Interrupted) as error:
+        line, code = one_line(error)
+        logging.getLogger("snakesweep").error("%s", line)
+        sys.exit(code)
 
 
 def create_study(snakemake: Any) -> None:
@@ -52,7 +51,7 @@ def worker(snakemake: Any) -> None:
 
 
 def select(snakemake: Any) -> None:
-    from snakesweep.select import select as select_best
+    from snakesweep.selection import select as select_best
 
     summary = select_best(snakemake.config, snakemake.output.trials, snakemake.output.best_params,
                           snakemake.output.best_config)
@@ -84,27 +83,21 @@ def test_metrics(snakemake: Any) -> None:
 
 def where_is_the_answer(config: dict[str, Any]) -> str:
     """The closing words of a successful run."""
-    results = Path(config["results"])
-    best = results / "best_params.json"
+    paths = Paths.of(config)
     lines = ["", "snakesweep: done."]
-    if best.exists():
-        summary = json.loads(best.read_text())
-        lines.append(f"  best {summary['metric']} {summary['value']:.4g}, params: {best}")
-    test = results / "test_metrics.json"
-    if test.exists():
-        lines.append(f"  test metrics (mean and std over seeds): {test}")
-    lines.append(f"  every trial: {results / 'trials.csv'}, trial directories under {results / 'studies'}")
+    if paths.best_params.exists():
+        summary = json.loads(paths.best_params.read_text())
+        lines.append(f"  best {summary['metric']} {summary['value']:.4g}, params: {paths.best_params}")
+    if paths.test_metrics.exists():
+        lines.append(f"  test metrics (mean and std over seeds): {paths.test_metrics}")
+    lines.append(f"  every trial: {paths.trials_csv}, trial directories under {paths.results / 'studies'}")
     return "\n".join(lines)
 
 
 def report(snakemake: Any) -> None:
-    from snakesweep.report import output_names, write_report
+    from snakesweep.report import write_report
 
-    out_dir = Path(snakemake.output.summary_json).parent
-    declared = {Path(path) for path in snakemake.output}
-    written = {out_dir / name for name in output_names()}
-    if declared != written:  # the rule and the library must name the same files
-        raise RuntimeError(f"the report rule declares {sorted(map(str, declared ^ written))} differently")
+    out_dir = Paths.of(snakemake.config).report_dir
     seeds = snakemake.config["retrain"]["seeds"]
     summary = write_report(snakemake.config, out_dir, test_metrics=snakemake.input.test_metrics,
                            retrained=dict(zip(seeds, snakemake.input.retrained)))

@@ -17,6 +17,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from snakesweep.errors import UserError
+from snakesweep.trials import stale_after_s
 
 JOURNAL_PREFIX = "journal:"
 T = TypeVar("T")
@@ -120,7 +121,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
             if heartbeat_s:
                 heartbeat = {
                     "heartbeat_interval": heartbeat_s,
-                    "grace_period": 2 * heartbeat_s,
+                    "grace_period": stale_after_s(heartbeat_s),
                     "heartbeat_stale_trial_callback": retry_callback(),
                 }
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_schema, **heartbeat)

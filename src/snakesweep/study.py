@@ -16,7 +16,7 @@ from filelock import FileLock
 
 from snakesweep import storage as storages
 from snakesweep.errors import UserError
-from snakesweep.grid import SweepGridSampler
+from snakesweep.optuna_api import SweepGridSampler
 from snakesweep.space import SearchSpace
 from snakesweep.space_parsing import load_space
 

@@ -25,6 +25,7 @@ __all__ = [
     "FINAL_NAME",
     "EpochWatcher",
     "epoch_file",
+    "log_tail",
     "read_epoch_metrics",
     "read_final_metrics",
     "write_epoch_metrics",
@@ -80,24 +81,34 @@ def _write_json_atomic(path: Path, metrics: Mapping[str, Any]) -> None:
 def write_json(path: PathLike, data: Any) -> None:
     """Temp file in the same directory, fsync, then os.replace: readers see all or nothing."""
     path = Path(path)
+    tmp = stage_json(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def stage_json(path: PathLike, data: Any) -> Path:
+    """Write `data` to a synced temp file beside `path` and return it; os.replace() publishes it.
+
+    Several files that must appear together are all staged first, then replaced one after another.
+    """
+    path = Path(path)
     text = json.dumps(data, indent=2, default=_plain) + "\n"
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # The leading dot and the suffix keep the temp file out of EPOCH_PATTERN.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.unlink(tmp)
         raise
-    _fsync_directory(directory)
+    return Path(tmp)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -147,6 +158,15 @@ def read_epoch_metrics(serialization_dir: PathLike) -> dict[int, dict[str, Any]]
         if metrics is not None:
             epochs[epoch] = metrics
     return epochs
+
+
+def log_tail(path: PathLike, lines: int = 40) -> str:
+    """The last `lines` lines of a log (at most 4000 characters); empty when it cannot be read."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])[-4000:]
 
 
 def read_final_metrics(serialization_dir: PathLike) -> dict[str, Any] | None:

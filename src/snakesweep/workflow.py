@@ -7,20 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from snakesweep import layout
 from snakesweep import storage as storages
-from snakesweep.config import validate_config
-from snakesweep.errors import UserError
 from snakesweep.check import check_model_config
+from snakesweep.config import validate_config
+from snakesweep.errors import UserError, one_line
+from snakesweep.paths import Paths
 from snakesweep.study import jsonnet_files, n_trials, study_spec
 
 
 @dataclass(frozen=True)
 class Plan:
     study_name: str
-    study_dir: str
     n_trials: int
     inputs: list[str]
+    paths: Paths
 
 
 def plan(config: dict[str, Any]) -> Plan:
@@ -32,12 +32,7 @@ def plan(config: dict[str, Any]) -> Plan:
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]
     if config["study"]["optuna"]:
         inputs.append(config["study"]["optuna"])
-    return Plan(
-        study_name=spec.name,
-        study_dir=str(layout.study_dir(config, spec.name)),
-        n_trials=n_trials(spec, config),
-        inputs=inputs,
-    )
+    return Plan(study_name=spec.name, n_trials=n_trials(spec, config), inputs=inputs, paths=Paths.of(config))
 
 
 def refuse_sqlite_on_cluster(config: Mapping[str, Any]) -> None:
@@ -72,5 +67,6 @@ def check_executor_or_exit(config: Mapping[str, Any], workflow: Any) -> None:
 
 
 def _exit(error: UserError) -> NoReturn:
-    print(f"snakesweep: error: {error}", file=sys.stderr)
-    sys.exit(1)
+    line, code = one_line(error)
+    print(f"snakesweep: {line}", file=sys.stderr)
+    sys.exit(code)

@@ -1,8 +1,8 @@
 rule retrain:
     input:
-        best_config=f"{RESULTS}/best_config.json",
+        best_config=PATHS.best_config,
     output:
-        f"{RESULTS}/final/seed-{{seed}}/metrics.json",
+        PATHS.retrain_metrics("{seed}"),
     params:
         overrides=config["retrain"]["overrides"],
     threads: config["workers"]["threads"]
@@ -11,7 +11,7 @@ rule retrain:
         runtime=config["workers"]["runtime"],
         gpu=config["workers"]["gpu"],
     log:
-        f"{RESULTS}/logs/retrain-{{seed}}.log",
+        PATHS.log("retrain-{seed}"),
     conda:
         "../envs/snakesweep.yaml"
     script:
@@ -20,14 +20,14 @@ rule retrain:
 
 rule evaluate:
     input:
-        f"{RESULTS}/final/seed-{{seed}}/metrics.json",
+        PATHS.retrain_metrics("{seed}"),
     output:
-        f"{RESULTS}/final/seed-{{seed}}/test_metrics.json",
+        PATHS.seed_test_metrics("{seed}"),
     params:
         test_data=config["retrain"]["test_data"],
     threads: config["workers"]["threads"]
     log:
-        f"{RESULTS}/logs/evaluate-{{seed}}.log",
+        PATHS.log("evaluate-{seed}"),
     conda:
         "../envs/snakesweep.yaml"
     script:
@@ -40,11 +40,11 @@ localrules:
 
 rule test_metrics:
     input:
-        expand(f"{RESULTS}/final/seed-{{seed}}/test_metrics.json", seed=config["retrain"]["seeds"]),
+        [PATHS.seed_test_metrics(seed) for seed in SEEDS],
     output:
-        f"{RESULTS}/test_metrics.json",
+        PATHS.test_metrics,
     log:
-        f"{RESULTS}/logs/test_metrics.log",
+        PATHS.log("test_metrics"),
     conda:
         "../envs/snakesweep.yaml"
     script:

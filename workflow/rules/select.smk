@@ -4,13 +4,13 @@ localrules:
 
 rule select:
     input:
-        expand(f"{STUDY_DIR}/workers/{{worker}}.json", worker=range(config["workers"]["count"])),
+        expand(PATHS.worker_summary(STUDY, "{worker}"), worker=range(config["workers"]["count"])),
     output:
-        trials=f"{RESULTS}/trials.csv",
-        best_params=f"{RESULTS}/best_params.json",
-        best_config=f"{RESULTS}/best_config.json",
+        trials=PATHS.trials_csv,
+        best_params=PATHS.best_params,
+        best_config=PATHS.best_config,
     log:
-        f"{RESULTS}/logs/select.log",
+        PATHS.log("select"),
     conda:
         "../envs/snakesweep.yaml"
     script:

@@ -6,11 +6,11 @@ rule create_study:
     input:
         PLAN.inputs,
     output:
-        f"{STUDY_DIR}/study.json",
+        PATHS.study_marker(STUDY),
     params:
-        study=PLAN.study_name,
+        study=STUDY,
     log:
-        f"{STUDY_DIR}/logs/create_study.log",
+        PATHS.study_log(STUDY, "create_study"),
     conda:
         "../envs/snakesweep.yaml"
     script:

@@ -1,8 +1,8 @@
 rule worker:
     input:
-        f"{STUDY_DIR}/study.json",
+        PATHS.study_marker(STUDY),
     output:
-        f"{STUDY_DIR}/workers/{{worker}}.json",
+        PATHS.worker_summary(STUDY, "{worker}"),
     params:
         # A larger budget reruns the workers, which add only the missing trials.
         n_trials=PLAN.n_trials,
@@ -12,7 +12,7 @@ rule worker:
         runtime=config["workers"]["runtime"],
         gpu=config["workers"]["gpu"],
     log:
-        f"{STUDY_DIR}/logs/worker-{{worker}}.log",
+        PATHS.study_log(STUDY, "worker-{worker}"),
     conda:
         "../envs/snakesweep.yaml"
     script:

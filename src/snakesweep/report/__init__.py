@@ -15,22 +15,61 @@ import json
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from snakesweep.report.expected_max import ExpectedMax, expected_max
 from snakesweep.report.plots import PLOTLY_JS, PLOTS
 
-__all__ = ["PLOTS", "ExpectedMax", "expected_max", "output_names", "write_report"]
+__all__ = ["PLOTS", "ExpectedMax", "ReportOutput", "expected_max", "output_names", "report_outputs", "write_report"]
 
 HTML_DIR = "html"
 SUMMARY_FILES = ("summary.rst", "summary.html", "summary.json")
 TOP_TRIALS = 10
+# plot -> (category, label) of its entry in `snakemake --report`; captions are workflow/report/<plot>.rst
+_REPORT_ENTRIES = {
+    "optimization_history": ("Sweep", "optimization history"),
+    "parallel_coordinates": ("Sweep", "parallel coordinates"),
+    "param_importances": ("Sweep", "parameter importances"),
+    "slices": ("Sweep", "slices"),
+    "expected_max": ("Sweep", "expected best against trials"),
+    "learning_curves": ("Trials", "learning curves"),
+    "test_scores": ("Final model", "test scores across seeds"),
+}
+
+
+@dataclass(frozen=True)
+class ReportOutput:
+    """One thing write_report writes under its output directory, as the report rule declares it."""
+
+    name: str  # the rule's name for the output
+    file: str
+    category: str | None = None  # its entry in `snakemake --report`; None: not an entry
+    labels: Mapping[str, str] = field(default_factory=dict)
+    directory: bool = False
+
+    @property
+    def caption(self) -> str:
+        return f"{Path(self.file).stem}.rst"
+
+
+def report_outputs() -> list[ReportOutput]:
+    """Every output of the report rule: the rule is generated from this list, write_report writes it."""
+    plots = [ReportOutput(name, f"{name}.png", _REPORT_ENTRIES[name][0], {"figure": _REPORT_ENTRIES[name][1]})
+             for name in PLOTS]
+    return [
+        *plots,
+        ReportOutput("summary_html", "summary.html", "Summary", {"table": "summary"}),
+        ReportOutput("summary_rst", "summary.rst"),
+        ReportOutput("summary_json", "summary.json"),
+        ReportOutput("html", HTML_DIR, directory=True),
+    ]
 
 
 def output_names() -> list[str]:
     """What write_report writes directly under its output directory (the rule's outputs)."""
-    return [f"{name}.png" for name in PLOTS] + list(SUMMARY_FILES) + [HTML_DIR]
+    return [output.file for output in report_outputs()]
 
 
 def write_report(
@@ -45,11 +84,10 @@ def write_report(
     Everything is built in a temporary directory beside out_dir and moved in at the end, so a
     failure leaves the previous report (or nothing), never half of a new one.
     """
-    from snakesweep.inspect import sort_trials
     from snakesweep.report.plots import write_plots
     from snakesweep.report.summary import summarize, to_html, to_rst
     from snakesweep.report.sweep import load_sweep
-    from snakesweep.select import trials_table
+    from snakesweep.view import sort_trials, trials_table
 
     out = Path(out_dir)
     sweep = load_sweep(config, test_metrics=test_metrics, retrained=retrained)

@@ -10,10 +10,10 @@ from typing import Any
 from optuna.trial import TrialState
 
 from snakesweep import storage as storages
-from snakesweep.inspect import busy_seconds, duration
-from snakesweep.select import render_params
+from snakesweep.display import duration
 from snakesweep.report.expected_max import expected_max
 from snakesweep.report.sweep import Sweep
+from snakesweep.view import busy_seconds, render_params
 
 
 def summarize(sweep: Sweep) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from snakesweep import layout
-from snakesweep.inspect import curve_key, open_study, run_dir
+from snakesweep import trials as vocabulary
+from snakesweep.paths import Paths
 from snakesweep.study import StudySpec, n_trials
 from snakesweep.trialfiles import EPOCH_PATTERN, read_epoch_metrics
-from snakesweep.worker import is_surplus
+from snakesweep.view import curve_key, open_study, run_dir
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -63,11 +63,7 @@ class Sweep:
 
     @property
     def best(self) -> FrozenTrial | None:
-        complete = self.of_state(TrialState.COMPLETE)
-        if not complete:
-            return None
-        pick = min if self.minimize else max
-        return pick(complete, key=lambda t: t.value)
+        return vocabulary.best_trial(self.trials, self.spec.direction)
 
     @cached_property
     def finished_study(self) -> optuna.Study:
@@ -90,10 +86,10 @@ class Sweep:
 
     def epochs_run(self, trial: FrozenTrial) -> int:
         """Epochs the trial trained, over all its repeats."""
-        epochs = trial.user_attrs.get("epochs")
+        epochs = trial.user_attrs.get(vocabulary.EPOCHS)
         if isinstance(epochs, int):
             return epochs
-        directory = layout.trial_dir(self.config, self.spec.name, trial.number)
+        directory = Paths.of(self.config).trial_dir(self.spec.name, trial.number)
         if not directory.is_dir():
             return len(trial.intermediate_values)
         return sum(1 for p in directory.rglob("metrics_epoch_*.json") if EPOCH_PATTERN.match(p.name))
@@ -118,7 +114,7 @@ def load_sweep(
 ) -> Sweep:
     """Read the study (read-only), the trials' epoch files and, when given, the final test metrics."""
     spec, study = open_study(config)
-    trials = [t for t in study.get_trials(deepcopy=False) if not is_surplus(t)]
+    trials = vocabulary.real_trials(study.get_trials(deepcopy=False))
     key = curve_key(config)
     curves = [c for c in (_curve(config, spec, t, key) for t in trials) if c.epochs]
     test = _read_json(test_metrics) if test_metrics and Path(test_metrics).is_file() else None
@@ -140,7 +136,7 @@ def _curve(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: 
         if not epochs and trial.intermediate_values:
             epochs = sorted(trial.intermediate_values)
             values = [trial.intermediate_values[e] for e in epochs]
-    pruned_at = trial.user_attrs.get("pruned_at_epoch")
+    pruned_at = trial.user_attrs.get(vocabulary.PRUNED_AT_EPOCH)
     if trial.state == TrialState.PRUNED:
         if pruned_at is None and epochs:
             pruned_at = epochs[-1]

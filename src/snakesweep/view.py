@@ -1,4 +1,4 @@
-"""Looking at a sweep, while it runs or after: its status, its best params, its trials.
+"""The read model of a study: its status, its best trial, its trials table, for the CLI and the report.
 
 Everything here only reads. The storage is opened without creating tables, a local storage file
 that does not exist is an error rather than a new empty store, and trial directories are only
@@ -7,7 +7,6 @@ listed: `snakesweep status` can run from another terminal, or another machine, a
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,18 +18,18 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from snakesweep import layout
 from snakesweep import storage as storages
+from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
-from snakesweep.select import render_params
+from snakesweep.paths import Paths
 from snakesweep.study import StudySpec, load_study, n_trials, study_spec
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
-from snakesweep.worker import count_trials, is_surplus
 
-FORMATS = ("text", "csv", "markdown")
-SORT_KEYS = ("value", "number", "duration")
-BEST_FORMATS = ("json", "allennlp-optuna")
 _STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
+TABLE_COLUMNS = [
+    "number", "state", "value", "duration_s",
+    vocabulary.WORKER, vocabulary.EPOCHS, vocabulary.PRUNED_AT_EPOCH, vocabulary.FAIL_REASON,
+]
 
 
 def open_study(config: Mapping[str, Any]) -> tuple[StudySpec, optuna.Study]:
@@ -67,7 +66,7 @@ def curve_key(config: Mapping[str, Any]) -> str | None:
 def run_dir(config: Mapping[str, Any], study_name: str, number: int, *, latest: bool = True) -> Path:
     """Where a trial's training writes its epoch files: the trial directory, or with
     `study.repeats` its latest (or first, the one the pruner follows) `repeat-<k>` directory."""
-    directory = layout.trial_dir(config, study_name, number)
+    directory = Paths.of(config).trial_dir(study_name, number)
     repeats = [p for p in directory.glob("repeat-*") if p.name[len("repeat-"):].isdigit()]
     if not repeats:
         return directory
@@ -118,15 +117,13 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     """Counts, best so far, running trials per worker with their epoch, speed and time left."""
     spec, study = open_study(config)
     now = now or datetime.now()
-    trials = [t for t in study.get_trials(deepcopy=False) if not is_surplus(t)]
-    counts = count_trials(trials)
+    trials = vocabulary.real_trials(study.get_trials(deepcopy=False))
+    counts = vocabulary.count_trials(trials)
     budget = n_trials(spec, config)
     key = curve_key(config)
     best = None
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete:
-        pick = max if spec.direction == "maximize" else min
-        trial = pick(complete, key=lambda t: t.value)
+    trial = vocabulary.best_trial(trials, spec.direction)
+    if trial is not None:
         best = {"trial": trial.number, "value": trial.value, "params": dict(trial.params)}
     running = [_running(config, spec, t, key, now) for t in trials if t.state == TrialState.RUNNING]
     running.sort(key=lambda r: (r.worker if r.worker is not None else math.inf, r.number))
@@ -173,7 +170,7 @@ def _running(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key
     repeats = config["study"]["repeats"]
     return RunningTrial(
         number=trial.number,
-        worker=trial.user_attrs.get("worker"),
+        worker=trial.user_attrs.get(vocabulary.WORKER),
         started=started.isoformat(timespec="seconds") if started else None,
         running_s=(now - started).total_seconds() if started else None,
         epochs_done=done,
@@ -202,100 +199,54 @@ def busy_seconds(trials: list[FrozenTrial], now: datetime) -> float:
     return total
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+# -- best trial ----------------------------------------------------------------------------------
+def render_params(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's params as the trial rendered them: constants and declared defaults included."""
+    return spec.space.suggest(optuna.trial.FixedTrial(dict(trial.params)))
 
 
-def _value(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
-
-
-def format_status(state: Status) -> str:
-    counts = state.counts
-    lines = [
-        f"study    {state.study}",
-        f"storage  {state.storage}",
-        f"trials   {state.finished}/{state.budget} finished ({counts['complete']} complete, "
-        f"{counts['pruned']} pruned), {counts['failed']} failed, {counts['running']} running, "
-        f"{counts['waiting']} waiting",
-    ]
-    if state.best:
-        params = ", ".join(f"{k}={_param(v)}" for k, v in state.best["params"].items())
-        lines.append(f"best     {state.metric} {_value(state.best['value'])} ({state.direction}) "
-                     f"in trial {state.best['trial']}: {params}")
-    else:
-        lines.append(f"best     - (no trial complete yet; {state.metric}, {state.direction})")
-    if state.running:
-        for i, trial in enumerate(state.running):
-            who = f"worker {trial.worker}" if trial.worker is not None else "worker ?"
-            parts = [f"{who}: trial {trial.number}", f"{trial.epochs_done} epochs done"]
-            if trial.repeat:
-                parts.append(f"repeat {trial.repeat}")
-            if trial.last_value is not None:
-                parts.append(f"{state.curve_key or 'last value'} {_value(trial.last_value)}")
-            if trial.last_epoch_age_s is not None:
-                parts.append(f"last epoch {duration(trial.last_epoch_age_s)} ago")
-            parts.append(f"running {duration(trial.running_s)}")
-            lines.append(("running  " if i == 0 else "         ") + ", ".join(parts))
-    else:
-        lines.append("running  none")
-    if state.done:
-        lines.append(f"speed    {_rate(state.trials_per_hour)}; the budget is reached")
-    elif state.trials_per_hour:
-        left = state.budget - state.finished
-        lines.append(f"speed    {_rate(state.trials_per_hour)} over {duration(state.busy_s)}; "
-                     f"about {duration(state.left_s)} left for {left} more trial{'s' if left != 1 else ''}")
-    else:
-        lines.append("speed    - (no trial finished yet)")
-    return "\n".join(lines)
-
-
-def _rate(rate: float | None) -> str:
-    if rate is None:
-        return "-"
-    return f"{rate:,.0f} trials/hour" if rate >= 100 else f"{rate:.3g} trials/hour"
-
-
-def _param(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-# -- best params ---------------------------------------------------------------------------------
-def best_params(config: Mapping[str, Any], fmt: str = "json") -> str:
-    """The best trial's params: JSON as rendered (for `snakesweep render --params`), or
-    `name=value ...` of the sampled params, as `allennlp best-params` printed them."""
+def best_of(config: Mapping[str, Any]) -> tuple[StudySpec, FrozenTrial]:
+    """The study's best completed trial; a UserError while none has completed."""
     spec, study = open_study(config)
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not is_surplus(t)]
-    if not complete:
+    best = vocabulary.best_trial(study.get_trials(deepcopy=False), spec.direction)
+    if best is None:
         raise UserError(
             f"no trial of {spec.name} has completed yet",
             file="config",
             field="study.storage",
             fix="wait for the first trial (snakesweep status shows progress)",
         )
-    best = study.best_trial
-    if fmt == "allennlp-optuna":
-        return " ".join(f"{name}={value}" for name, value in best.params.items())
-    if fmt == "json":
-        return json.dumps(render_params(spec, best), indent=2)
-    raise ValueError(f"unknown format {fmt!r}")
+    return spec, best
 
 
 # -- trials --------------------------------------------------------------------------------------
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial (surplus claims left out), parameters as `param_<name>` columns."""
+    rows = [_row(trial) for trial in vocabulary.real_trials(study.get_trials(deepcopy=False))]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    params = sorted(c for c in frame.columns if c.startswith("param_"))
+    # Nullable dtypes: a conditional int parameter stays an int where other trials lack it.
+    return frame.reindex(columns=TABLE_COLUMNS + params).convert_dtypes()
+
+
+def _row(trial: FrozenTrial) -> dict[str, Any]:
+    duration = trial.duration.total_seconds() if trial.duration is not None else None
+    row = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value if trial.state == TrialState.COMPLETE else None,
+        "duration_s": round(duration, 2) if duration is not None else None,
+        **{key: trial.user_attrs.get(key) for key in TABLE_COLUMNS[4:]},
+    }
+    row.update({f"param_{name}": value for name, value in trial.params.items()})
+    return row
+
+
 def sorted_trials(config: Mapping[str, Any], sort: str = "value", states: list[str] | None = None,
                   limit: int | None = None) -> pd.DataFrame:
     """The trials table (results/trials.csv's columns): best first, or by number or duration."""
-    from snakesweep.select import trials_table
-
     spec, study = open_study(config)
     frame = trials_table(study)
     if states:
@@ -319,46 +270,3 @@ def sort_trials(frame: pd.DataFrame, sort: str, direction: str) -> pd.DataFrame:
     else:
         raise ValueError(f"unknown sort key {sort!r}")
     return frame.reset_index(drop=True)
-
-
-def format_trials(frame: pd.DataFrame, fmt: str = "text") -> str:
-    if fmt == "csv":
-        return frame.to_csv(index=False).rstrip("\n")
-    shown = frame.astype(object).where(frame.notna(), "")
-    if "fail_reason" in shown:  # one line per trial: the full reason is in the CSV and the storage
-        shown["fail_reason"] = shown["fail_reason"].map(lambda text: _shorten(str(text), 60))
-    if fmt == "markdown":
-        return shown.to_markdown(index=False)
-    if fmt == "text":
-        return "(no trials)" if frame.empty else shown.to_string(index=False)
-    raise ValueError(f"unknown format {fmt!r}")
-
-
-def _shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-# -- watching ------------------------------------------------------------------------------------
-def watch(config: Mapping[str, Any], interval: float, *, as_json: bool = False) -> int:
-    """Print the status every `interval` seconds until Ctrl-C; a storage not there yet is waited for."""
-    import sys
-    import time
-
-    interval = max(interval, 1.0)
-    clear = sys.stdout.isatty() and not as_json
-    try:
-        while True:
-            try:
-                state = status(config)
-                text = json.dumps(state.to_dict()) if as_json else format_status(state)
-            except UserError as error:
-                text = f"snakesweep: {error}"
-            stamp = datetime.now().strftime("%H:%M:%S")
-            if clear:
-                sys.stdout.write("\033[H\033[J")
-            footer = "" if as_json else f"\n{stamp}, every {interval:g} s; Ctrl-C stops"
-            print(text + footer, flush=True)
-            time.sleep(interval)
-    except KeyboardInterrupt:
-        return 0

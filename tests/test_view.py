@@ -16,9 +16,9 @@ import pytest
 from optuna.trial import TrialState
 
 from snakesweep.config import load_config
-from snakesweep.inspect import busy_seconds, sort_trials
+from snakesweep.view import busy_seconds, sort_trials
 from snakesweep.study import create_study, load_study
-from snakesweep.worker import is_surplus
+from snakesweep.trials import is_surplus
 from tests.conftest import ROOT, write_project
 
 CURVE = ("local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers'));"

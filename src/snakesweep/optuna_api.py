@@ -1,0 +1,161 @@
+"""The one adapter over Optuna for the worker: storage calls that ride out outages, and Optuna's private API.
+
+When Optuna changes a private name (`Trial._trial_id`, `Trial._cached_frozen_trial`,
+`Study._storage`, `GridSampler._get_unvisited_grid_ids` and `_all_grids`), this is the only module
+to fix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import optuna
+from optuna.samplers import GridSampler
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from snakesweep import storage as storages
+from snakesweep import trials as vocabulary
+
+T = TypeVar("T")
+OUTAGE_FLOOR_S = 30.0
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    return trial._trial_id
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    return study._storage
+
+
+def all_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Every trial of the study from its storage, even when a pruner handed over a filtered study."""
+    return study._storage.get_all_trials(study._study_id, deepcopy=False)
+
+
+class StudyStore:
+    """A worker's study: every call to the storage retried through an outage of up to `within_s`.
+
+    A longer outage ends in storages.StorageUnreachable: one line, and the next run goes on.
+    """
+
+    def __init__(self, study: optuna.Study, heartbeat_s: float) -> None:
+        self.study = study
+        self.storage = storage_of(study)
+        self.within_s = max(OUTAGE_FLOOR_S, vocabulary.stale_after_s(heartbeat_s))
+
+    def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return storages.through_outages(function, *args, within_s=self.within_s, **kwargs)
+
+    # -- reading ----------------------------------------------------------------------------
+    def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
+        return self.call(self.study.get_trials, deepcopy=False, states=states)
+
+    def system_attrs(self, trial: optuna.Trial | FrozenTrial) -> dict[str, Any]:
+        return self.call(self.storage.get_trial_system_attrs, trial_id(trial))
+
+    def frozen(self, trial: optuna.Trial | FrozenTrial) -> FrozenTrial:
+        return self.call(self.storage.get_trial, trial_id(trial))
+
+    # -- writing ----------------------------------------------------------------------------
+    def ask(self) -> optuna.Trial:
+        return self.call(self.study.ask)
+
+    def tell(self, trial: optuna.Trial, *args: Any, **kwargs: Any) -> None:
+        # skip_if_finished: a tell retried after a lost connection may have gone through already.
+        self.call(self.study.tell, trial, *args, skip_if_finished=True, **kwargs)
+
+    def set_user_attr(self, trial: optuna.Trial | FrozenTrial, key: str, value: Any) -> None:
+        if isinstance(trial, optuna.Trial):  # through the trial, so its cached copy sees the value too
+            self.call(trial.set_user_attr, key, value)
+        else:
+            self.call(self.storage.set_trial_user_attr, trial_id(trial), key, value)
+
+    def set_system_attr(self, trial: optuna.Trial | FrozenTrial, key: str, value: Any) -> None:
+        self.call(self.storage.set_trial_system_attr, trial_id(trial), key, value)
+
+    def report(self, trial: optuna.Trial, value: float, step: int) -> bool:
+        """Report an intermediate value; whether the pruner stops the trial there."""
+        self.call(trial.report, value, step)
+        return self.call(trial.should_prune)
+
+    def suggest(self, trial: optuna.Trial, suggest: Callable[[optuna.Trial], T]) -> T:
+        """Sample the trial's parameters, riding out an outage like any other storage call.
+
+        A retry must not sample again a parameter whose write reached the server before the
+        connection broke (its row exists; a second insert would be refused): Optuna answers from
+        its cached copy of the trial, so that copy is brought up to date first.
+        """
+        first = True
+
+        def attempt() -> T:
+            nonlocal first
+            if not first:
+                stored = self.storage.get_trial(trial_id(trial))
+                trial._cached_frozen_trial.params.update(stored.params)
+                trial._cached_frozen_trial.distributions.update(stored.distributions)
+            first = False
+            return suggest(trial)
+
+        return self.call(attempt)
+
+    def requeue(self, trial: optuna.Trial | FrozenTrial) -> None:
+        """Queue the same parameters again: a killed or interrupted trial is redone, not lost."""
+        self.call(storages.retry_callback(), self.study, self.frozen(trial))
+
+    def fail_stale(self, trial: FrozenTrial, reason: str) -> bool:
+        """Fail a trial whose worker is gone and requeue it; False when someone else got there first."""
+        try:
+            self.set_user_attr(trial, vocabulary.FAIL_REASON, reason)
+            failed = self.call(self.storage.set_trial_state_values, trial_id(trial), TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        if failed:
+            self.requeue(trial)
+        return bool(failed)
+
+    def fail_stale_by_heartbeat(self) -> None:
+        """Optuna's own stale check, where the storage keeps heartbeats (RDB)."""
+        if isinstance(self.storage, RDBStorage):
+            self.call(optuna.storages.fail_stale_trials, self.study)
+
+    def beat(self, trial: optuna.Trial) -> None:
+        """One heartbeat: Optuna's (RDB) and our attribute, which every storage keeps."""
+        if isinstance(self.storage, RDBStorage):
+            self.storage.record_heartbeat(trial_id(trial))
+        self.storage.set_trial_system_attr(trial_id(trial), vocabulary.HEARTBEAT, time.time())
+
+
+class SweepGridSampler(GridSampler):
+    """Optuna's GridSampler, fitted to a sweep whose budget is its grid and whose workers are many.
+
+    - Every worker must build it with the same seed: the seed fixes the order of the grid, and
+      trial k trains point k of that order, so concurrent workers never pick the same point.
+    - A point whose trial failed (a crash, or a claim that lost the race for the budget) is not
+      done: a later trial takes it again. Optuna's own counts any finished state as visited.
+    - Ending the sweep is the budget's job: Optuna's `after_trial` calls `study.stop()`, which
+      only works inside `study.optimize`, and workers ask and tell.
+    """
+
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
+        return None
+
+    def _get_unvisited_grid_ids(self, study: optuna.Study) -> list[int]:
+        done: set[int] = set()
+        running: set[int] = set()
+        # The storage, not study.get_trials: HyperbandPruner hands samplers a study filtered to a bracket.
+        for trial in all_trials(study):
+            grid_id = trial.system_attrs.get(vocabulary.GRID_ID)
+            if grid_id is None:
+                continue
+            if trial.state in vocabulary.FINISHED:
+                done.add(grid_id)
+            elif trial.state == TrialState.RUNNING:
+                running.add(grid_id)
+        everything = set(range(len(self._all_grids)))
+        return sorted(everything - done - running) or sorted(everything - done)

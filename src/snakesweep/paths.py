@@ -1,0 +1,76 @@
+"""Where every file of a sweep lives: the one source of paths for the rules, the CLI and the library.
+
+Each study has a directory of its own, `<results>/studies/<study>/`, so two studies never
+collide and a new study's paths make Snakemake rerun what depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Paths under `results`; `int | str` arguments take a number, or a wildcard like "{seed}" for a rule."""
+
+    results: Path
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Paths:
+        return cls(Path(config["results"]))
+
+    # -- the answer -------------------------------------------------------------------------
+    @property
+    def best_params(self) -> Path:
+        return self.results / "best_params.json"
+
+    @property
+    def best_config(self) -> Path:
+        return self.results / "best_config.json"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.results / "trials.csv"
+
+    @property
+    def test_metrics(self) -> Path:
+        return self.results / "test_metrics.json"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.results / "report"
+
+    def log(self, name: str) -> Path:
+        return self.results / "logs" / f"{name}.log"
+
+    # -- the study --------------------------------------------------------------------------
+    def study_dir(self, study: str) -> Path:
+        return self.results / "studies" / study
+
+    def study_marker(self, study: str) -> Path:
+        return self.study_dir(study) / "study.json"
+
+    def study_log(self, study: str, name: str) -> Path:
+        return self.study_dir(study) / "logs" / f"{name}.log"
+
+    def trials_dir(self, study: str) -> Path:
+        return self.study_dir(study) / "trials"
+
+    def trial_dir(self, study: str, number: int | str) -> Path:
+        return self.trials_dir(study) / str(number)
+
+    def worker_summary(self, study: str, worker: int | str) -> Path:
+        return self.study_dir(study) / "workers" / f"{worker}.json"
+
+    # -- the final model --------------------------------------------------------------------
+    def retrain_dir(self, seed: int | str) -> Path:
+        return self.results / "final" / f"seed-{seed}"
+
+    def retrain_metrics(self, seed: int | str) -> Path:
+        return self.retrain_dir(seed) / "metrics.json"
+
+    def seed_test_metrics(self, seed: int | str) -> Path:
+        return self.retrain_dir(seed) / "test_metrics.json"

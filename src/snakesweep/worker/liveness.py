@@ -1,0 +1,96 @@
+"""A worker's signs of life and its handling of others' deaths: heartbeats, stale trials, signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from snakesweep import storage as storages
+from snakesweep import trials as vocabulary
+from snakesweep.errors import Interrupted
+from snakesweep.optuna_api import StudyStore
+
+log = logging.getLogger("snakesweep.worker")
+
+
+class StopSignals:
+    """Remember SIGINT/SIGTERM instead of raising at an arbitrary bytecode; the loops check it."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received)
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        def handler(signum: int, _frame: Any) -> None:
+            self.received = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+
+class Liveness:
+    """Heartbeats for this worker's trial; failing and requeueing the trials of dead workers."""
+
+    def __init__(self, store: StudyStore, worker: int, heartbeat_s: float, url: str) -> None:
+        self.store = store
+        self.worker = worker
+        self.heartbeat_s = heartbeat_s
+        self.url = url
+
+    def recover_own_stale_trials(self) -> None:
+        """Trials this worker index left RUNNING belong to a killed predecessor: fail and requeue them."""
+        for trial in self.store.trials(states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get(vocabulary.WORKER) == self.worker and not vocabulary.is_surplus(trial):
+                self._fail_stale(trial, "its worker was killed")
+
+    def trials_after_stale_check(self) -> list[FrozenTrial]:
+        """Fail and requeue trials whose worker is gone: Optuna's RDB heartbeats, then our own
+        heartbeat attribute on every storage (it also covers a claim killed before its first beat)."""
+        self.store.fail_stale_by_heartbeat()
+        trials = self.store.trials()
+        now = time.time()
+        stale = [t for t in trials if vocabulary.is_stale(t, now, self.heartbeat_s)]
+        for trial in stale:
+            self._fail_stale(trial, "its worker stopped sending heartbeats")
+        return self.store.trials() if stale else trials
+
+    def _fail_stale(self, trial: FrozenTrial, reason: str) -> None:
+        if self.store.fail_stale(trial, reason):
+            log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
+
+    @contextmanager
+    def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
+        """Keep the trial alive while it trains: RDB heartbeats, and a timestamp attribute everywhere."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self.heartbeat_s):
+                try:
+                    self.store.beat(trial)
+                except Exception as error:  # a restarting server: the next beat will do
+                    log.warning("heartbeat failed: %s", storages.mask_text(str(error), self.url))
+
+        self.store.call(self.store.beat, trial)
+        thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
