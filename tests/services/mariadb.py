@@ -15,8 +15,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.services.base import (DEFAULT_TIMEOUT, LOCALHOST, DatabaseServer, _base_env, _Daemon, _new_tag, _port_open,
-                                 _raise_if_missing, _run, _which, free_port, missing_binaries)
+from tests.services.base import (
+    DEFAULT_TIMEOUT,
+    LOCALHOST,
+    _base_env,
+    _Daemon,
+    _new_tag,
+    _port_open,
+    _raise_if_missing,
+    _run,
+    _which,
+    free_port,
+    missing_binaries,
+)
+from tests.services.database import DatabaseServer
 
 
 @dataclass(kw_only=True)

@@ -16,8 +16,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.services.base import (DEFAULT_TIMEOUT, LOCALHOST, DatabaseServer, ServiceError, _base_env, _Daemon, _new_tag,
-                                 _port_open, _postgres_bindir, _run, free_port, process_alive)
+from tests.services.base import (
+    DEFAULT_TIMEOUT,
+    LOCALHOST,
+    ServiceError,
+    _base_env,
+    _Daemon,
+    _new_tag,
+    _port_open,
+    _postgres_bindir,
+    _run,
+    free_port,
+    process_alive,
+)
+from tests.services.database import DatabaseServer
 
 _PRIVATE_PREFIX = "snakesweep-postgres-"  # private data dirs under the system temp dir
 
