@@ -235,7 +235,7 @@ def test_the_sweep_on_slurm_gpus_with_a_database_whose_password_stays_secret(
     results = tmp_path / "results"
     best = json.loads((results / "best_params.json").read_text())
     assert best["counts"]["complete"] + best["counts"]["pruned"] == 4
-    assert best["storage"] == database.url_template.replace("${DB_PASSWORD}", "***")
+    assert best["storage"] == database.url_template.replace("sweeper:${DB_PASSWORD}", "***:***")
     test_metrics = json.loads((results / "test_metrics.json").read_text())
     assert set(test_metrics["seeds"]) == {"1"} and 0 < test_metrics["mean"]["accuracy"] <= 1
     if server == "mariadb":

@@ -233,6 +233,18 @@ def test_test_scores_against_the_best_validation_score(study_config, tmp_path):
     assert "0.62 ± 0.01" in (tmp_path / "report" / "summary.rst").read_text()
 
 
+def test_one_retrain_seed_is_one_seed_without_a_spread(study_config, tmp_path):
+    test = tmp_path / "test_metrics.json"
+    test.write_text(json.dumps({"seeds": {"1": {"accuracy": 0.61, "loss": 1.0}},
+                                "mean": {"accuracy": 0.61, "loss": 1.0}, "std": {"accuracy": 0.0, "loss": 0.0}}))
+    write_report(load_config(study_config), tmp_path / "report", test_metrics=test)
+    rst = (tmp_path / "report" / "summary.rst").read_text()
+    assert "Test accuracy over 1 retrain seed\n     - 0.61\n" in rst
+    assert "retrain seeds" not in rst and "±" not in rst.split("Expected best")[0] and "std" not in rst
+    names = [t.get("name", "") for t in plotly_data(tmp_path / "report" / "html" / "test_scores.html")]
+    assert "test accuracy: 0.61" in names and not any("±" in name for name in names)
+
+
 def test_a_study_without_trials_still_gets_every_file(tmp_path):
     config_path = make_study(tmp_path, 3, run=False)
     out = tmp_path / "results" / "report"

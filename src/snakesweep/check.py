@@ -14,12 +14,13 @@ from snakesweep import storage as storages
 from snakesweep.config import load_config
 from snakesweep.errors import UserError
 from snakesweep.launchers import make_launcher
+from snakesweep.optuna_api import in_memory_study
 from snakesweep.study import StudySpec, make_pruner, make_sampler, study_spec
 
 
 def sample_point(spec: StudySpec, seed: int = 0) -> dict[str, Any]:
     """One point of the space, drawn the way a worker draws it, without touching the study's storage."""
-    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    probe = in_memory_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     return spec.space.suggest(probe.ask())
 
 
@@ -49,12 +50,7 @@ def check_storage(config: Mapping[str, Any]) -> str:
         with engine.connect():
             pass
     except Exception as error:
-        raise UserError(
-            f"cannot reach {storages.mask(url)}: {storages.mask_text(str(error).splitlines()[0], url)}",
-            file="config",
-            field="study.storage",
-            fix="check the server, the URL and the credentials in the environment",
-        ) from None
+        raise storages.storage_error(url, error, "reach") from None
     return storages.mask(url)
 
 

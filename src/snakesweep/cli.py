@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
 from snakesweep.errors import Interrupted, UserError, one_line
 from snakesweep.display import BEST_FORMATS, FORMATS, SORT_KEYS
+from snakesweep.view import STATES
 from snakesweep.logs import setup_logging
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -63,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     trials.add_argument("--sort", choices=SORT_KEYS, default="value",
                         help="value: best first (default); number; duration: longest first")
     trials.add_argument("--state", action="append", default=[], metavar="STATE",
-                        help="only trials in this state (complete, pruned, fail, running, waiting); repeatable")
+                        help=f"only trials in this state ({', '.join(STATES)}); repeatable")
     trials.add_argument("--limit", type=int, default=None, help="at most this many rows")
 
     report = with_config(sub.add_parser("report", help="write the plots (PNG, HTML) and the summary of the study"))
@@ -116,14 +119,14 @@ def _worker(args: argparse.Namespace) -> int:
 @_command("status")
 def _status(args: argparse.Namespace) -> int:
     from snakesweep.config import load_config
-    from snakesweep.display import format_status, watch
+    from snakesweep.display import format_status, format_status_json, watch
     from snakesweep.view import status
 
     config = load_config(args.configfile)
     if args.watch is not None:
         return watch(config, args.watch, as_json=args.json)
     state = status(config)
-    print(json.dumps(state.to_dict(), indent=2) if args.json else format_status(state))
+    print(format_status_json(state) if args.json else format_status(state))
     return 0
 
 
@@ -143,6 +146,9 @@ def _trials(args: argparse.Namespace) -> int:
     from snakesweep.display import format_trials
     from snakesweep.view import sorted_trials
 
+    unknown = [state for state in args.state if state.lower() not in STATES]
+    if unknown:
+        raise UserError(f"no trial state {unknown[0]!r}", field="--state", fix=f"use one of: {', '.join(STATES)}")
     frame = sorted_trials(load_config(args.configfile), args.sort, states=args.state, limit=args.limit)
     print(format_trials(frame, args.format))
     return 0
@@ -167,6 +173,18 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not as a traceback at the interpreter's exit
+    except BrokenPipeError:
+        # `snakesweep trials | head`: the reader is gone. End as other commands do, quietly, with SIGPIPE's status.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
     warnings.formatwarning = lambda message, category, *_: f"snakesweep: warning: {message}\n"

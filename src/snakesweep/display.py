@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -78,6 +79,21 @@ def format_status(state: Status) -> str:
     return "\n".join(lines)
 
 
+def format_status_json(state: Status, indent: int | None = 2) -> str:
+    """The status as strict JSON: a NaN or infinite value (a diverging run's metric) becomes null."""
+    return json.dumps(_finite(state.to_dict()), indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _rate(rate: float | None) -> str:
     if rate is None:
         return "-"
@@ -124,7 +140,7 @@ def watch(config: Mapping[str, Any], interval: float, *, as_json: bool = False) 
         while True:
             try:
                 state = status(config)
-                text = json.dumps(state.to_dict()) if as_json else format_status(state)
+                text = format_status_json(state, indent=None) if as_json else format_status(state)
             except UserError as error:
                 text = f"snakesweep: {error}"
             stamp = datetime.now().strftime("%H:%M:%S")

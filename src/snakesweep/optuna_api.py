@@ -7,6 +7,7 @@ to fix.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -34,6 +35,18 @@ def storage_of(study: optuna.Study) -> BaseStorage:
 def all_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Every trial of the study from its storage, even when a pruner handed over a filtered study."""
     return study._storage.get_all_trials(study._study_id, deepcopy=False)
+
+
+def in_memory_study(**kwargs: Any) -> optuna.Study:
+    """A study in memory (a probe, a copy for plots), without Optuna's "A new study created in memory"
+    line, which would otherwise precede the output of `snakesweep check` and of `snakemake` itself."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        return optuna.create_study(**kwargs)
+    finally:
+        logger.setLevel(level)
 
 
 class StudyStore:

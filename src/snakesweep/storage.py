@@ -1,15 +1,17 @@
-"""Optuna storages: URLs from config or the environment, masked for display, opened once per process."""
+"""Optuna storages opened once per process: for the workers, or read-only for the inspection commands.
+
+The URL side (expansion, user info, masking) is `snakesweep.urls`; its names are re-exported here.
+"""
 
 from __future__ import annotations
 
-import os
 import logging
-import re
+import sqlite3
 import time
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy
@@ -18,98 +20,42 @@ from optuna.storages.journal import JournalFileBackend
 
 from snakesweep.errors import UserError
 from snakesweep.trials import stale_after_s
+from snakesweep.urls import (JOURNAL_PREFIX, default_url, is_server, journal_path, kind, local_file, mask,  # noqa: F401
+                             mask_text, sqlite_path, storage_url)
 
-JOURNAL_PREFIX = "journal:"
 T = TypeVar("T")
 _log = logging.getLogger("snakesweep.storage")
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-# The password runs to the last "@": drivers accept an unquoted "@" in it.
-_PASSWORD_IN_URL = re.compile(r"^(?P<head>[a-z0-9+]+://[^:/@]*:)(?P<password>.*)(?P<tail>@[^@]*)$", re.I)
-_SERVER_SCHEMES = ("mysql", "postgresql")
+_READ_ONLY_SESSION = {
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+}
 
 
-def default_url(config: Mapping[str, Any]) -> str:
-    return f"sqlite:///{Path(config['results']) / 'optuna.db'}"
-
-
-def storage_url(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> str:
-    """The storage URL with environment variables expanded: `${OPTUNA_STORAGE}`, `${DB_PASSWORD}`."""
-    url = config["study"]["storage"] or default_url(config)
-
-    def expand(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in environ:
-            raise UserError(
-                f"the storage URL names the environment variable {name}, which is not set",
-                file="config",
-                field="study.storage",
-                fix=f"export {name}=... before running",
-            )
-        return environ[name]
-
-    expanded = _ENV_REFERENCE.sub(expand, url)
-    if _ENV_REFERENCE.search(expanded):
-        # One level of indirection (`${OPTUNA_STORAGE}` holding `${DB_PASSWORD}`) is expanded too.
-        expanded = _ENV_REFERENCE.sub(expand, expanded)
-    return expanded
-
-
-def mask(url: str) -> str:
-    """The URL with its password replaced by ***: the only form we print, log or write."""
-    match = _PASSWORD_IN_URL.match(url)
-    if not match:
-        return url
-    return f"{match['head']}***{match['tail']}"
-
-
-def mask_text(text: str, url: str) -> str:
-    """Remove the password of `url` from any text (driver error messages quote it sometimes)."""
-    match = _PASSWORD_IN_URL.match(url)
-    text = text.replace(url, mask(url))
-    if match and match["password"]:
-        text = text.replace(match["password"], "***")
-    return text
-
-
-def kind(url: str) -> str:
-    """sqlite, journal, mysql, postgresql, or the URL's scheme."""
-    if url.startswith(JOURNAL_PREFIX):
-        return "journal"
-    return url.split(":", 1)[0].split("+", 1)[0].lower()
-
-
-def is_server(url: str) -> bool:
-    return kind(url) in _SERVER_SCHEMES
-
-
-def sqlite_path(url: str) -> Path | None:
-    if kind(url) != "sqlite":
-        return None
-    return Path(url.split(":///", 1)[1]) if ":///" in url else None
-
-
-def journal_path(url: str) -> Path | None:
-    return Path(url[len(JOURNAL_PREFIX):]) if kind(url) == "journal" else None
-
-
-def local_file(url: str) -> Path | None:
-    """The file an embedded storage lives in (SQLite database or journal), else None."""
-    return sqlite_path(url) or journal_path(url)
-
-
-def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: bool = False) -> BaseStorage:
+def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: bool = False,
+                 read_only: bool = False) -> BaseStorage:
     """Open a storage; RDB storages get heartbeats so a killed worker's trial is failed and retried.
 
     Only the one study-creating step passes create_schema: workers that race to create the
-    tables of an empty database crash.
+    tables of an empty database crash. `read_only` (status, trials, best-params, report) writes
+    nothing, not even a lock or a WAL file: results/ may be on a read-only mount or another
+    user's; a local storage file must exist.
     """
     path = local_file(url)
-    if path is not None:
+    if path is not None and read_only and not path.is_file():
+        raise UserError(
+            f"no sweep has started: the storage {mask(url)} does not exist yet",
+            file="config",
+            field="study.storage",
+            fix="start the sweep with snakemake (or snakesweep create-study), or pass the right --configfile",
+        )
+    if path is not None and not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     if kind(url) == "journal":
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(str(path)))  # an existing file is only read until a write
     engine_kwargs: dict[str, Any] = {}
-    if kind(url) == "sqlite":
+    if kind(url) == "sqlite" and read_only and path is not None:
+        engine_kwargs["creator"] = _sqlite_reader(path)
+    elif kind(url) == "sqlite":
         # Many workers write one file: wait for the lock rather than failing at once.
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
@@ -126,15 +72,76 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
                 }
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_schema, **heartbeat)
     except Exception as error:  # drivers raise many types; the user needs one line
-        raise UserError(
-            f"cannot open the storage {mask(url)}: {mask_text(_first_line(error), url)}",
-            file="config",
-            field="study.storage",
-            fix="check the URL, that the server is up and reachable, and that the driver is installed",
-        ) from None
-    if kind(url) == "sqlite":
+        raise storage_error(url, error) from None
+    if kind(url) in _READ_ONLY_SESSION and read_only:
+        _read_only_sessions(storage.engine, _READ_ONLY_SESSION[kind(url)])
+    elif kind(url) == "sqlite" and not read_only:
         _serialise_sqlite_transactions(storage.engine)
     return storage
+
+
+def storage_error(url: str, error: BaseException, verb: str = "open the storage") -> UserError:
+    """One line for a storage that cannot be opened: the driver's own reason, not Optuna's wrapper
+    ("An exception is raised during the commit ... e.g. exceeding max length")."""
+    reason = mask_text(_first_line(_database_error(error)), url)
+    return UserError(
+        f"cannot {verb} {mask(url)}: {reason}",
+        file="config",
+        field="study.storage",
+        fix="check that the server is up and reachable from here, the host, port, user and password in "
+            "study.storage (and the variables it names), and that the driver is installed"
+        if is_server(url) else "check the path in study.storage and that the file is a snakesweep storage",
+    )
+
+
+def _database_error(error: BaseException) -> BaseException:
+    """The SQLAlchemy or driver error under Optuna's wrappers, else `error` itself."""
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error)):
+            return current
+        current = current.__cause__ or current.__context__
+    return error
+
+
+def _sqlite_reader(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that cannot write and create no file next to the database.
+
+    `mode=ro` on a database in WAL mode creates `-wal` and `-shm` files when they are missing (and
+    fails in a read-only directory). They are missing only when no connection is open, so nobody
+    writes: the database file is then read as immutable. Otherwise they exist and `mode=ro` reads
+    the workers' latest commits through them.
+    """
+
+    def connect() -> sqlite3.Connection:
+        idle = _in_wal_mode(path) and not Path(f"{path}-wal").exists()
+        uri = f"file:{quote(str(path))}?{'immutable=1' if idle else 'mode=ro'}"
+        return sqlite3.connect(uri, uri=True, timeout=120, check_same_thread=False)
+
+    return connect
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """Bytes 18 and 19 of a SQLite header (the file format versions) are 2 in WAL mode."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18] == 2
+
+
+def _read_only_sessions(engine: sqlalchemy.engine.Engine, statement: str) -> None:
+    """Every later transaction on a server is read-only: a bug that writes fails instead."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _read_only(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        dbapi_connection.commit()  # PostgreSQL reverts a SET made in a transaction that is rolled back
+
+    engine.dispose()  # connections opened during start-up predate the listener
 
 
 def _serialise_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:

@@ -26,6 +26,7 @@ from snakesweep.study import StudySpec, load_study, n_trials, study_spec
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
 
 _STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
+STATES = tuple(name.lower() for name in _STATE_ORDER)  # what `snakesweep trials --state` takes
 TABLE_COLUMNS = [
     "number", "state", "value", "duration_s",
     vocabulary.WORKER, vocabulary.EPOCHS, vocabulary.PRUNED_AT_EPOCH, vocabulary.FAIL_REASON,
@@ -35,16 +36,7 @@ TABLE_COLUMNS = [
 def open_study(config: Mapping[str, Any]) -> tuple[StudySpec, optuna.Study]:
     """The config's study, opened for reading: no schema, no study and no file is created."""
     spec = study_spec(config)
-    url = storages.storage_url(config)
-    local = storages.local_file(url)
-    if local is not None and not local.is_file():
-        raise UserError(
-            f"no sweep has started: the storage {storages.mask(url)} does not exist yet",
-            file="config",
-            field="study.storage",
-            fix="start the sweep with snakemake (or snakesweep create-study), or pass the right --configfile",
-        )
-    storage = storages.open_storage(url)
+    storage = storages.open_storage(storages.storage_url(config), read_only=True)
     return spec, load_study(config, spec, storage=storage)
 
 

@@ -184,7 +184,8 @@ def test_scores(sweep: Sweep) -> Chart:
         mean, std = sweep.test["mean"][name], sweep.test["std"].get(name, 0.0)
         color = colors[i]
         traces.append(Trace(x=[-0.3, len(seeds) - 0.7], y=[mean + std] * 2, lower=[mean - std] * 2,
-                            name=f"test {name}: mean {mean:.4g} ± {std:.2g}", color=color))
+                            name=f"test {name}: {mean:.4g}" if len(seeds) == 1
+                            else f"test {name}: mean {mean:.4g} ± {std:.2g}", color=color))
         traces.append(Trace(x=positions, y=values, name=f"test {name}", mode="markers", color=color, size=10,
                             hover=[f"seed {s}: test {name} {v:.4g}" for s, v in zip(seeds, values)]))
     retrained = [sweep.retrained.get(s, {}).get(sweep.metric) for s in seeds]

@@ -135,8 +135,7 @@ def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) 
     test = summary["test"]
     if test and test["metric"]:
         key = test["metric"]
-        rows.append([f"Test {key} over {test['seeds']} retrain seeds",
-                     f"{_number(test['mean'][key], 4)} ± {_number(test['std'].get(key), 2)}"])
+        rows.append([f"Test {key} over {_seeds(test['seeds'])}", _spread(test, key)])
     elif test:
         rows.append(["Test metrics", f"no key matches {summary['metric']}: see the table below"])
     else:
@@ -167,8 +166,12 @@ def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) 
         parts.append(_table("Best parameters", [[name, value, "sampled" if name in sampled else "fixed"]
                                                 for name, value in best["params"].items()],
                             header=["parameter", "value", ""]))
-    if test and test["mean"]:
-        parts.append(_table("Test metrics (mean and standard deviation over seeds)",
+    if test and test["mean"] and test["seeds"] == 1:
+        parts.append(_table("Test metrics (1 retrain seed)",
+                            [[key, _number(value, 4)] for key, value in sorted(test["mean"].items())],
+                            header=["metric", "value"]))
+    elif test and test["mean"]:
+        parts.append(_table(f"Test metrics (mean and standard deviation over {_seeds(test['seeds'])})",
                             [[key, _number(value, 4), _number(test["std"].get(key), 2)]
                              for key, value in sorted(test["mean"].items())],
                             header=["metric", "mean", "std"]))
@@ -177,6 +180,16 @@ def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) 
         parts.append(_table(f"Top {len(trials)} trials", [[_cell(row[c]) for c in header] for row in trials],
                             header=header))
     return "\n".join(parts)
+
+
+def _seeds(count: int) -> str:
+    return f"{count} retrain seed{'' if count == 1 else 's'}"
+
+
+def _spread(test: dict[str, Any], key: str) -> str:
+    """Mean ± standard deviation; a single seed has no spread to show."""
+    mean = _number(test["mean"][key], 4)
+    return mean if test["seeds"] == 1 else f"{mean} ± {_number(test['std'].get(key), 2)}"
 
 
 def _cell(value: Any) -> str:

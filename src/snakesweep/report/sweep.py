@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from snakesweep import trials as vocabulary
+from snakesweep.optuna_api import in_memory_study
 from snakesweep.paths import Paths
 from snakesweep.study import StudySpec, n_trials
 from snakesweep.trialfiles import EPOCH_PATTERN, read_epoch_metrics
@@ -68,13 +68,7 @@ class Sweep:
     @cached_property
     def finished_study(self) -> optuna.Study:
         """An in-memory copy holding only the real, finished trials, for Optuna's plot functions."""
-        logger = logging.getLogger("optuna")
-        level = logger.level
-        logger.setLevel(logging.WARNING)  # not "A new study created in memory"
-        try:
-            copy = optuna.create_study(direction=self.spec.direction, study_name=self.spec.name)
-        finally:
-            logger.setLevel(level)
+        copy = in_memory_study(direction=self.spec.direction, study_name=self.spec.name)
         copy.add_trials([t for t in self.trials if t.state in _FINISHED])
         return copy
 
