@@ -71,3 +71,20 @@ def test_create_study_twice_is_one_study(project):
     second = run("create-study", "--configfile", str(project))
     assert first.returncode == second.returncode == 0, first.stderr
     assert first.stdout == second.stdout and first.stdout.startswith("t-")
+
+
+def test_check_finds_what_would_fail_only_later(tmp_path):
+    """A sampler attribute of the wrong type, a start point outside the space, no test data: each
+    one line, before anything is created."""
+    config = write_project(tmp_path, config={"study": {"enqueue": [{"lr": 5.0, "layers": 2}]},
+                                             "retrain": {"test_data": str(tmp_path / "missing.jsonl")}})
+    (tmp_path / "optuna.json").write_text(json.dumps({"sampler": {"type": "TPESampler",
+                                                                  "attributes": {"n_startup_trials": "5"}}}))
+    result = run("check", "--configfile", str(config))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("FAIL  sampler and pruner: ") and "sampler.attributes.n_startup_trials" in line
+               for line in lines), result.stdout
+    assert any(line.startswith("FAIL  start points: ") and "study.enqueue: lr" in line for line in lines)
+    assert any(line.startswith("FAIL  test data: ") and "retrain.test_data" in line for line in lines)
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()

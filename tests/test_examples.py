@@ -25,7 +25,8 @@ from snakemake.utils import update_config
 from snakesweep.config import validate_config
 from snakesweep.render import render
 from snakesweep.space_parsing import load_space
-from snakesweep.study import load_optuna_json, study_spec
+from snakesweep.optuna_json import load_optuna_json
+from snakesweep.study import study_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -441,6 +441,9 @@ def test_allennlp_trains_a_tiny_model_end_to_end(allennlp_launcher: Launcher, tm
     assert all(0.0 <= metrics["validation_accuracy"] <= 1.0 for metrics in epochs.values())
     final = read_final_metrics(directory)
     assert "best_validation_accuracy" in final
+    shown = [key for key in final if allennlp_launcher.final_key_in_epoch_files(key)]
+    assert "best_validation_accuracy" in shown and all(key in epochs[0] for key in shown), \
+        "the worker may take a key missing from the first epoch file for one missing from metrics.json"
     # The worker's files are left as they were; a trial makes no model archive.
     assert (directory / "config.json").read_text() == config_text
     assert json.loads((directory / "params.json").read_text()) == {"lr": 0.1}

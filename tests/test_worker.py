@@ -175,6 +175,76 @@ def test_a_nan_metric_fails_the_trial_with_the_reason(tmp_path, run_env):
     assert trial.state == TrialState.FAIL and "NaN" in trial.user_attrs["fail_reason"]
 
 
+DIVERGES = ("local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers'));"
+            "{lr: lr, layers: layers, sleep_s: 0.02, epochs: if lr > 0.05 then 1000 else 2,"
+            " diverge_at: if lr > 0.05 then 1 else null, diverge_to: '%s'}")
+
+
+@pytest.mark.parametrize(("value", "objective"), [
+    ("nan", {}),  # the key reported to the pruner
+    ("inf", {}),
+    ("nan", {"intermediate": None, "reduce": "last", "metric": "validation_accuracy"}),  # the reduced key
+])
+def test_a_diverging_run_fails_its_trial_at_that_epoch_and_the_worker_goes_on(tmp_path, run_env, value, objective):
+    points = [{"lr": 0.09, "layers": 2}, {"lr": 0.001, "layers": 2}]  # the first diverges at epoch 1
+    config_path = make_config(tmp_path, n_trials=1, jsonnet=DIVERGES % value, optuna_json=NO_PRUNING,
+                              study={"enqueue": points}, objective=objective)
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 0 and "Traceback" not in output, output
+    diverged, good = trials(config_path)
+    assert (diverged.state, good.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    reason = diverged.user_attrs["fail_reason"]
+    assert "metrics_epoch_1.json: validation_accuracy is " + {"nan": "NaN", "inf": "inf"}[value] in reason
+    assert diverged.user_attrs["epochs"] == 2
+    assert f"trial 0 FAIL ({reason})" in output and "finished 1/1" in output
+    directory = next((tmp_path / "results" / "studies").iterdir()) / "trials" / "0"
+    assert not alive(int((directory / "pid").read_text())), "the diverged trainer was stopped"
+    assert not (directory / "metrics.json").exists(), "at the epoch that diverged, not after its 1000 epochs"
+
+
+def test_a_reduced_metric_that_does_not_exist_stops_the_worker_at_the_first_epoch(tmp_path, run_env):
+    config_path = make_config(tmp_path, n_trials=3, epochs=1000, sleep_s=0.02, optuna_json=NO_PRUNING,
+                              objective={"metric": "val_acc", "reduce": "last", "intermediate": None})
+    code, output = finish(worker(config_path, env=run_env))
+    assert code == 1 and "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
+    assert "metrics_epoch_0.json: objective: has no key 'val_acc'" in last and "validation_accuracy" in last
+    (trial,) = trials(config_path)
+    assert trial.state == TrialState.FAIL
+    directory = next((tmp_path / "results" / "studies").iterdir()) / "trials" / "0"
+    assert not alive(int((directory / "pid").read_text()))
+    assert not (directory / "metrics.json").exists(), "found at the first epoch, not after the 1000"
+
+
+ALLENNLP_JSONNET = """
+local lr = std.parseJson(std.extVar('lr'));
+local base = import '%s';
+base + {
+  train_data_path: '%s/tests/data/allennlp/train.jsonl',
+  validation_data_path: '%s/tests/data/allennlp/validation.jsonl',
+  trainer+: {num_epochs: 100, optimizer+: {lr: lr}},
+}
+""" % (ROOT / "tests/data/allennlp/tiny_classifier.json", ROOT, ROOT)
+
+
+@pytest.mark.slow
+def test_an_allennlp_final_metric_that_does_not_exist_stops_the_worker_at_the_first_epoch(tmp_path, run_env):
+    """AllenNLP's epoch files hold the keys its metrics.json will: a wrong name shows after one epoch."""
+    space = {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+    path = write_project(tmp_path, space=space, jsonnet=ALLENNLP_JSONNET, config={
+        "study": {"n_trials": 2}, "launcher": {"type": "allennlp"}, "workers": {"poll_s": 0.1},
+        "objective": {"metric": "best_validation_acc", "intermediate": None}})
+    create_study(load_config(path))
+    code, output = finish(worker(path, env=run_env), timeout=300)
+    assert code == 1 and "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
+    assert "metrics_epoch_0.json: objective: has no key 'best_validation_acc'" in last
+    assert "best_validation_accuracy" in last
+    directory = next((tmp_path / "results" / "studies").iterdir()) / "trials" / "0"
+    assert not (directory / "metrics.json").exists(), "found at the first epoch, not after the 100"
+    assert [t.state for t in trials(path)] == [TrialState.FAIL]
+
+
 def test_shell_metacharacters_in_a_value_stay_literal(tmp_path, run_env):
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
     evil = f'"; touch {marker}; echo "'

@@ -128,3 +128,27 @@ def test_a_missing_data_file_is_found_before_any_worker(tmp_path, env):
     assert result.returncode != 0
     assert "train_data_path: data file not found" in last_line(result)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"optuna": {"sampler": {"type": "TPESampler", "attributes": {"n_startup_trials": "3"}}}},
+         "config/optuna.json: sampler.attributes.n_startup_trials: TPESampler takes int, not '3'"),
+        ({"optuna": {"pruner": {"type": "HyperbandPruner", "attributes": {"min_resource": "auto"}}}},
+         "config/optuna.json: pruner.attributes.min_resource"),
+        ({"optuna": {"pruner": {"type": "MedianPrunr", "attributes": {}}}},
+         "config/optuna.json: pruner.type: unknown pruner 'MedianPrunr' (use one of: "),
+        ({"config": {"study": {"enqueue": [{"lr": 5.0, "layers": 2}]}}}, "study.enqueue: lr: 5.0 is outside"),
+        ({"config": {"retrain": {"test_data": "missing.jsonl"}}},
+         "config: retrain.test_data: test data not found (create missing.jsonl or fix the path)"),
+    ],
+)
+def test_a_dry_run_finds_what_would_fail_only_mid_sweep(tmp_path, env, change, words):
+    make(tmp_path, **change.get("config", {}))
+    if "optuna" in change:
+        (tmp_path / "config" / "optuna.json").write_text(json.dumps(change["optuna"]))
+    result = snakemake(tmp_path, "-n", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert words in last_line(result) and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists()

@@ -13,9 +13,10 @@ import sqlalchemy
 from snakesweep import storage as storages
 from snakesweep.config import load_config
 from snakesweep.errors import UserError
+from snakesweep.final import check_test_data
 from snakesweep.launchers import make_launcher
 from snakesweep.optuna_api import in_memory_study
-from snakesweep.study import StudySpec, make_pruner, make_sampler, study_spec
+from snakesweep.study import StudySpec, check_start_points, make_pruner, make_sampler, study_spec
 
 
 def sample_point(spec: StudySpec, seed: int = 0) -> dict[str, Any]:
@@ -93,11 +94,8 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
     def jsonnet() -> str:
         return f"rendered with {check_model_config(state['config'], state['spec'])}"
 
-    def test_data() -> str | None:
-        path = Path(state["config"]["retrain"]["test_data"])
-        if not path.exists():
-            raise UserError("test data not found", file="config", field="retrain.test_data", fix=f"create {path}")
-        return str(path)
+    def start_points() -> str:
+        return f"{check_start_points(state['spec'], state['config'])} in the space"
 
     step("config", load)
     if "config" not in state:
@@ -105,7 +103,8 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
     step("study", spec)
     if "spec" in state:
         step("sampler and pruner", components)
+        step("start points", start_points)
         step("model config", jsonnet)
-    step("test data", test_data)
+    step("test data", lambda: check_test_data(state["config"]))
     step("storage", lambda: check_storage(state["config"]))
     return 1 if failures else 0

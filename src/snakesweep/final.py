@@ -51,12 +51,19 @@ def retrain(config: Mapping[str, Any], best_config: str | Path, seed: int, out_d
     return out
 
 
+def check_test_data(config: Mapping[str, Any]) -> str:
+    """retrain.test_data, which must exist: checked before the sweep and again before evaluating."""
+    path = config["retrain"]["test_data"]
+    if not Path(path).exists():
+        raise UserError("test data not found", file="config", field="retrain.test_data",
+                        fix=f"create {path} or fix the path")
+    return path
+
+
 def evaluate(config: Mapping[str, Any], model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     """Score one retrained model on retrain.test_data; the only step that reads the test set."""
     model_dir, output = Path(model_dir), Path(output)
-    test_data = config["retrain"]["test_data"]
-    if not Path(test_data).exists():
-        raise UserError("test data not found", file="config", field="retrain.test_data", fix=f"create {test_data}")
+    test_data = check_test_data(config)
     tmp = output.with_name(output.name + ".tmp")
     command = config["retrain"].get("evaluate_command")
     if command:

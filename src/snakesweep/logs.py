@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 # Warnings that AllenNLP's dependencies print at import on every run, about their own internals.
@@ -30,3 +32,17 @@ def setup_logging(log_file: str | Path | None = None) -> None:
     for action, options in _IMPORT_NOISE:
         warnings.filterwarnings(action, **options)
     logging.captureWarnings(True)
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's log lines and all warnings silenced for the block (what it says there is not the user's concern)."""
+    logger = logging.getLogger("optuna")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)

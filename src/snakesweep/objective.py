@@ -1,9 +1,9 @@
-"""The objective of a finished trial, read from the files its trainer wrote."""
+"""The objective of a trial, read from the files its trainer wrote: checked at each epoch, valued at the end."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,13 @@ class MetricMissing(UserError):
 def _number(value: Any, key: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: {key} is {value!r}, not a number")
-    if math.isnan(value):
-        raise ValueError(f"{where}: {key} is NaN")
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {key} is {'NaN' if math.isnan(value) else value}, not a finite number")
     return float(value)
 
 
-def metric_from(metrics: Mapping[str, Any], key: str, where: str) -> float:
-    """One metric of one metrics file; a missing key names the keys the file does have."""
+def require_key(metrics: Mapping[str, Any], key: str, where: str) -> None:
+    """MetricMissing, naming the keys the file does have, when `key` is not one of them."""
     if key not in metrics:
         raise MetricMissing(
             f"has no key {key!r}; it has: {', '.join(sorted(metrics)) or 'nothing'}",
@@ -32,13 +32,42 @@ def metric_from(metrics: Mapping[str, Any], key: str, where: str) -> float:
             field="objective",
             fix="set objective.metric / objective.intermediate to one of those keys",
         )
+
+
+def metric_from(metrics: Mapping[str, Any], key: str, where: str) -> float:
+    """One metric of one metrics file, a finite number; a missing key names the keys the file does have."""
+    require_key(metrics, key, where)
     return _number(metrics[key], key, where)
+
+
+def epoch_check(objective: Mapping[str, Any], *, report: bool,
+                final_key_in_epochs: bool) -> Callable[[Mapping[str, Any], str], None]:
+    """What each epoch file of a run must hold, so that a mistake shows at the first epoch, not the last.
+
+    The value of the key reported to the pruner (when `report`) and of the key a reduction reads
+    must be a finite number (ValueError: the run diverged, the trial fails); the key of metrics.json
+    must be there when the trainer's epoch files carry its keys (MetricMissing: the config is wrong).
+    """
+    values = [objective["intermediate"]] if report and objective["intermediate"] else []
+    present = []
+    if objective["reduce"] != "final":
+        values.append(objective["metric"])
+    elif final_key_in_epochs:
+        present.append(objective["metric"])
+
+    def check(metrics: Mapping[str, Any], where: str) -> None:
+        for key in present:
+            require_key(metrics, key, where)
+        for key in values:
+            metric_from(metrics, key, where)
+
+    return check
 
 
 def objective_value(serialization_dir: Path, objective: Mapping[str, Any], direction: str) -> float:
     """The value to tell the study: a key of metrics.json, or a reduction over the epoch files.
 
-    Raises ValueError for a missing or NaN value (the trial fails with that reason) and
+    Raises ValueError for a missing, NaN or infinite value (the trial fails with that reason) and
     MetricMissing when the key does not exist at all.
     """
     key, reduce = objective["metric"], objective["reduce"]

@@ -7,7 +7,6 @@ to fix.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
+from snakesweep.logs import quiet_optuna
 
 T = TypeVar("T")
 OUTAGE_FLOOR_S = 30.0
@@ -40,13 +40,8 @@ def all_trials(study: optuna.Study) -> list[FrozenTrial]:
 def in_memory_study(**kwargs: Any) -> optuna.Study:
     """A study in memory (a probe, a copy for plots), without Optuna's "A new study created in memory"
     line, which would otherwise precede the output of `snakesweep check` and of `snakemake` itself."""
-    logger = logging.getLogger("optuna")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    try:
+    with quiet_optuna():
         return optuna.create_study(**kwargs)
-    finally:
-        logger.setLevel(level)
 
 
 class StudyStore:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import re
 from collections.abc import Mapping
@@ -11,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from filelock import FileLock
 
 from snakesweep import storage as storages
 from snakesweep.errors import UserError
 from snakesweep.optuna_api import SweepGridSampler
+from snakesweep.optuna_json import build, load_optuna_json
 from snakesweep.space import SearchSpace
 from snakesweep.space_parsing import load_space
 
@@ -38,82 +39,53 @@ class StudySpec:
     definition: Mapping[str, Any]
 
 
-def _read_json(path: str | Path, field: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError("file not found", file=path, field=field, fix="fix the path in the config") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"not valid JSON: {error.msg} at line {error.lineno}", file=path) from None
+def worker_seed(seed: int, worker: int) -> int:
+    """The sampler seed of one worker: distinct for every (seed, worker) pair, unlike `seed + worker`.
 
-
-def load_optuna_json(path: str | Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Sampler and pruner specs from allennlp-optuna's optuna.json; TPE and no pruning by default."""
-    default_sampler = {"type": "TPESampler", "attributes": {}}
-    default_pruner = {"type": "NopPruner", "attributes": {}}
-    if path is None:
-        return default_sampler, default_pruner
-    data = _read_json(path, "study.optuna")
-    if not isinstance(data, dict) or set(data) - {"sampler", "pruner"}:
-        raise UserError(
-            "expected an object with the keys sampler and pruner",
-            file=path,
-            fix='write {"sampler": {"type": "TPESampler", "attributes": {}}, "pruner": {...}}',
-        )
-    specs = []
-    for key, default in (("sampler", default_sampler), ("pruner", default_pruner)):
-        spec = data.get(key, default)
-        if not isinstance(spec, dict) or "type" not in spec or set(spec) - {"type", "attributes"}:
-            raise UserError(
-                'expected {"type": ClassName, "attributes": {...}}', file=path, field=key
-            )
-        specs.append({"type": spec["type"], "attributes": dict(spec.get("attributes") or {})})
-    return specs[0], specs[1]
-
-
-def _component(module: Any, base: type, spec: Mapping[str, Any], path: Any, key: str, **extra: Any) -> Any:
-    """An Optuna sampler or pruner from its class name and keyword attributes."""
-    name = spec["type"]
-    cls = getattr(module, name, None)
-    if not (inspect.isclass(cls) and issubclass(cls, base) and not inspect.isabstract(cls)):
-        known = sorted(n for n in dir(module) if n[0].isupper() and not n.startswith("Base"))
-        raise UserError(
-            f"unknown {key} {name!r}", file=path, field=f"{key}.type", fix="use one of: " + ", ".join(known)
-        )
-    attributes = dict(spec["attributes"])
-    accepted = inspect.signature(cls).parameters
-    for option, value in extra.items():
-        if option in accepted and option not in attributes:
-            attributes[option] = value
-    try:
-        return cls(**attributes)
-    except (TypeError, ValueError) as error:
-        raise UserError(
-            f"{name} rejects its attributes: {error}",
-            file=path,
-            field=f"{key}.attributes",
-            fix=f"accepted: {', '.join(p for p in accepted if p != 'self')}",
-        ) from None
+    The base seed is hashed (numpy's SeedSequence, any integer, negative ones too) to a 32-bit
+    number, and the worker index added to it modulo 2**32: the workers of one study never share
+    a seed, and two studies' workers do only if their hashes fall within the worker count of
+    each other (a chance of about 2 * workers in 2**32).
+    """
+    base = int(np.random.SeedSequence(2 * seed if seed >= 0 else -2 * seed - 1).generate_state(1)[0])
+    return (base + worker) % 2**32
 
 
 def make_sampler(spec: StudySpec, config: Mapping[str, Any], worker: int = 0) -> optuna.samplers.BaseSampler:
     """The study's sampler; each worker seeds it differently, or all would start on the same points.
 
-    A grid space (every parameter a list of values) always gets a grid sampler over its full
-    product, seeded alike in every worker (see SweepGridSampler).
+    The seed is optuna.json's sampler seed, else study.seed, made distinct per worker. A grid space
+    (every parameter a list of values) always gets a grid sampler over its full product, seeded alike
+    in every worker (see SweepGridSampler).
     """
     if spec.space.is_grid:
         return SweepGridSampler(spec.space.grid(), seed=config["study"]["seed"])
-    seed = config["study"]["seed"] + worker
-    path = config["study"]["optuna"]
-    return _component(optuna.samplers, optuna.samplers.BaseSampler, spec.sampler, path, "sampler", seed=seed)
+    if spec.sampler["type"] == "GridSampler":  # Optuna's ends the study with study.stop(): workers ask and tell
+        raise UserError("GridSampler from optuna.json cannot run a sweep of several workers",
+                        file=config["study"]["optuna"], field="sampler.type",
+                        fix="write every parameter of the search space as a list of values: a grid space gets "
+                            "a grid sampler made for workers")
+    attributes = dict(spec.sampler["attributes"])
+    base = attributes.pop("seed", None)
+    if not isinstance(base, int) or isinstance(base, bool):  # a wrong one is reported by build()
+        attributes["seed"], base = base, config["study"]["seed"]
+    sampler = {"type": spec.sampler["type"], "attributes": attributes}
+    return build(sampler, "sampler", config["study"]["optuna"], spec.space.suggest, spec.direction,
+                 seed=worker_seed(base, worker))
 
 
 def make_pruner(spec: StudySpec, config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
-    if config["objective"]["intermediate"] is None:
-        return optuna.pruners.NopPruner()
-    path = config["study"]["optuna"]
-    return _component(optuna.pruners, optuna.pruners.BasePruner, spec.pruner, path, "pruner")
+    """The study's pruner; built (and so checked) even when pruning is off, which gets NopPruner."""
+    pruner = build(spec.pruner, "pruner", config["study"]["optuna"], spec.space.suggest, spec.direction)
+    return optuna.pruners.NopPruner() if config["objective"]["intermediate"] is None else pruner
+
+
+def check_start_points(spec: StudySpec, config: Mapping[str, Any]) -> int:
+    """Every `study.enqueue` point lies in the space; returns how many there are."""
+    points = config["study"]["enqueue"]
+    for point in points:
+        spec.space.check_point(point, "config: study.enqueue")
+    return len(points)
 
 
 def jsonnet_files(path: str | Path) -> list[Path]:
@@ -189,8 +161,7 @@ def create_study(config: Mapping[str, Any], spec: StudySpec | None = None) -> op
     """
     spec = spec or study_spec(config)
     url = storages.storage_url(config)
-    for point in config["study"]["enqueue"]:
-        spec.space.check_point(point, "config: study.enqueue")
+    check_start_points(spec, config)
     local = storages.local_file(url)
     if local is not None:
         local.parent.mkdir(parents=True, exist_ok=True)

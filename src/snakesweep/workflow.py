@@ -11,8 +11,9 @@ from snakesweep import storage as storages
 from snakesweep.check import check_model_config
 from snakesweep.config import validate_config
 from snakesweep.errors import UserError, one_line
+from snakesweep.final import check_test_data
 from snakesweep.paths import Paths
-from snakesweep.study import jsonnet_files, n_trials, study_spec
+from snakesweep.study import check_start_points, jsonnet_files, make_pruner, make_sampler, n_trials, study_spec
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,12 @@ def plan(config: dict[str, Any]) -> Plan:
     """Validate the config (filling defaults in place, as snakemake.utils.validate does) and plan the run."""
     config.update(validate_config(config, "config"))
     spec = study_spec(config)
+    make_sampler(spec, config)  # built, so a wrong attribute in optuna.json is found now, not mid-trial
+    make_pruner(spec, config)
+    check_start_points(spec, config)
     storages.storage_url(config)  # every variable it names is set
     check_model_config(config, spec)
+    check_test_data(config)
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]
     if config["study"]["optuna"]:
         inputs.append(config["study"]["optuna"])

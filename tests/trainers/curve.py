@@ -6,7 +6,8 @@
 
 Config keys: `lr` and `layers` (the swept parameters: the curve peaks at lr=0.01, layers=2),
 `epochs` (3), `sleep_s` (0: seconds per epoch), `crash` (true: raise after the first epoch),
-`metric_key` (the per-epoch key, default validation_accuracy), `tag` (written to tag.json).
+`metric_key` (the per-epoch key, default validation_accuracy), `tag` (written to tag.json),
+`diverge_at` (from this epoch on the metric is `diverge_to`: "nan" by default, or "inf").
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def train(config: dict[str, Any], serialization_dir: str) -> None:
     for epoch in range(int(config.get("epochs", 3))):
         time.sleep(float(config.get("sleep_s", 0)))
         value = score(config, epoch)
+        if config.get("diverge_at") is not None and epoch >= config["diverge_at"]:
+            value = float(config.get("diverge_to", "nan"))
         best = max(best, value)
         write_epoch_metrics(out, epoch, {key: value, "epoch": epoch})
         print(f"epoch {epoch}: {key} {value}", flush=True)

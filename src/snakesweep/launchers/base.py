@@ -85,6 +85,14 @@ class Launcher(ABC):
     def check_data(self, rendered: Mapping[str, Any], source: str) -> None:
         """Check the data files a rendered config names; nothing by default."""
 
+    def final_key_in_epoch_files(self, key: str) -> bool:
+        """Whether every `metrics_epoch_N.json` of the trainer holds `key` when its `metrics.json` will.
+
+        True lets the worker find a metric name that does not exist at the first epoch. An unknown
+        trainer may write other keys at the end than after each epoch: False by default.
+        """
+        return False
+
     def archive(self, model_dir: Path) -> None:
         """Package a retrained model for evaluation; nothing by default."""
 

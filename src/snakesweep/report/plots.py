@@ -6,17 +6,15 @@ open offline, from the file system, without 4.8 MB of JavaScript in every page.
 
 from __future__ import annotations
 
-import contextlib
 import html
-import logging
 import math
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
 
+from snakesweep.logs import quiet_optuna
 from snakesweep.report.charts import DPI, HEIGHT_IN, WIDTH_IN, Chart, Trace, placeholder, to_matplotlib, to_plotly
 from snakesweep.report.expected_max import expected_max
 from snakesweep.report.sweep import Sweep
@@ -37,20 +35,6 @@ _OPTUNA_TITLES = {"Optimization History Plot", "Parallel Coordinate Plot", "Hype
 _BLUE, _RED, _GREY, _ORANGE, _GREEN, _PURPLE = "#1f77b4", "#d62728", "#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd"
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Optuna's plot functions warn about experimental APIs and empty studies; the charts say it."""
-    logger = logging.getLogger("optuna")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
 # -- Optuna's own plots --------------------------------------------------------------------------
 def _optuna_plot(sweep: Sweep, name: str, function: str, *, need: int = 1, **kwargs: Any) -> tuple[Any, Any]:
     """(plotly figure, matplotlib figure) from optuna.visualization and its matplotlib twin."""
@@ -64,7 +48,7 @@ def _optuna_plot(sweep: Sweep, name: str, function: str, *, need: int = 1, **kwa
         return to_plotly(chart), to_matplotlib(chart)
     study = sweep.finished_study
     try:
-        with _quiet():
+        with quiet_optuna():  # experimental-API warnings, empty studies: the charts say it
             figure = getattr(plotly_plots, function)(study, target_name=sweep.metric, **kwargs)
             axes = getattr(matplotlib_plots, function)(study, target_name=sweep.metric, **kwargs)
     except (ValueError, RuntimeError) as error:  # e.g. importances of parameters that never varied
@@ -80,7 +64,7 @@ def _optuna_plot(sweep: Sweep, name: str, function: str, *, need: int = 1, **kwa
                 ax.set_title("", loc=loc)
     mpl.suptitle(f"{title} ({complete} completed trials)", fontsize=11)
     if name != "slices":  # the slices' shared colour bar does not survive tight_layout
-        with _quiet():
+        with quiet_optuna():
             mpl.tight_layout()
     figure.update_layout(title={"text": f"{title} ({complete} completed trials)"})
     return figure, mpl

@@ -16,13 +16,13 @@ from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
 from snakesweep.errors import Interrupted, UserError
 from snakesweep.launchers import Launcher
-from snakesweep.objective import MetricMissing, metric_from, objective_value
+from snakesweep.objective import MetricMissing, epoch_check, objective_value
 from snakesweep.optuna_api import StudyStore
 from snakesweep.paths import Paths
 from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec
-from snakesweep.trialfiles import EpochWatcher, log_tail, write_json
+from snakesweep.trialfiles import EpochWatcher, epoch_file, log_tail, write_json
 from snakesweep.worker.liveness import Liveness, StopSignals
 
 log = logging.getLogger("snakesweep.worker")
@@ -130,6 +130,8 @@ class TrialRun:
     def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, prune: bool) -> float:
         objective = self.config["objective"]
         intermediate = objective["intermediate"] if prune else None
+        check = epoch_check(objective, report=prune,
+                            final_key_in_epochs=self.launcher.final_key_in_epoch_files(objective["metric"]))
         process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
                                       log_path=run_dir / "train.log", threads=self.threads, env={})
         watcher = EpochWatcher(run_dir)
@@ -140,25 +142,31 @@ class TrialRun:
                 self.signals.check()
                 for epoch, metrics in watcher.new_epochs():
                     epochs += 1
-                    if not intermediate:
-                        continue
-                    value = metric_from(metrics, intermediate, str(run_dir / f"metrics_epoch_{epoch}.json"))
-                    if self.store.report(trial, value, epoch):
+                    try:
+                        check(metrics, str(epoch_file(run_dir, epoch)))
+                    except ValueError as error:  # NaN, inf, not a number: the trainer is stopped below
+                        self._add_epochs(trial, epochs)
+                        raise TrialFailed(str(error)) from None
+                    if intermediate and self.store.report(trial, float(metrics[intermediate]), epoch):
                         process.stop(self.grace_s)
                         self.store.set_user_attr(trial, vocabulary.PRUNED_AT_EPOCH, epoch)
-                        self.store.set_user_attr(trial, vocabulary.EPOCHS, epochs)
+                        self._add_epochs(trial, epochs)
                         raise optuna.TrialPruned(f"at epoch {epoch}")
                 if code is not None:
                     break
         finally:
             process.stop(self.grace_s)
-        self.store.set_user_attr(trial, vocabulary.EPOCHS, trial.user_attrs.get(vocabulary.EPOCHS, 0) + epochs)
+        self._add_epochs(trial, epochs)
         if code != 0:
             raise TrialFailed(f"the trainer exited with status {code}")
         try:
             return objective_value(run_dir, objective, self.spec.direction)
         except ValueError as error:
             raise TrialFailed(str(error)) from None
+
+    def _add_epochs(self, trial: optuna.Trial, epochs: int) -> None:
+        """The trial's epoch count over its repeats."""
+        self.store.set_user_attr(trial, vocabulary.EPOCHS, trial.user_attrs.get(vocabulary.EPOCHS, 0) + epochs)
 
     def _fail(self, trial: optuna.Trial, reason: str, directory: Path, requeue: bool = False) -> None:
         self.store.set_user_attr(trial, vocabulary.FAIL_REASON, reason[:1000])
