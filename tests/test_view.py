@@ -24,7 +24,7 @@ from tests.conftest import ROOT, write_project
 CURVE = ("local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers'));"
          " {lr: lr, layers: layers, epochs: %d, sleep_s: %s}")
 NO_PRUNING = {"sampler": {"type": "RandomSampler", "attributes": {}}, "pruner": {"type": "NopPruner", "attributes": {}}}
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def project(directory: Path, n_trials: int, *, epochs: int = 3, sleep_s: float = 0.0, storage: str | None = None,
