@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from snakesweep import storage as storages
 from snakesweep.config import load_config
 from snakesweep.study import load_study
+from snakesweep.trials import RESUMED_FROM_EPOCH
 from snakesweep.trials import SURPLUS as ATTR_SURPLUS
 from tests.services import servers
 from tests.conftest import wait_until as _wait_until
@@ -356,11 +357,13 @@ def test_three_workers_on_two_gpus_the_third_waits_and_no_gpu_is_shared(
 # ------------------------------------------------------------------------------ crashes and restarts
 
 
-def test_a_worker_job_cancelled_mid_trial_is_redone_by_the_next_run_and_the_total_is_exact(
+def test_a_worker_job_cancelled_mid_trial_is_submitted_again_and_its_trial_resumes(
         slurm_clean: servers.SlurmInfo, mariadb_database, tmp_path: Path) -> None:
+    """`scancel` (what a preemption looks like to a job): the profile's `retries` submits the worker
+    again, which continues the cancelled trial from its checkpoint, all in one snakemake command."""
     cluster = slurm_clean
     project(tmp_path, mariadb_database.url_template, study={"n_trials": 6},
-            model={"overrides": {"sleep_s": 0.6}})  # 3 epochs of 0.6 s: time to cancel mid-trial
+            model={"overrides": {"sleep_s": 0.6, "epochs": 4}})  # 4 epochs of 0.6 s: time to cancel mid-trial
     (tmp_path / "config" / "optuna.json").write_text(json.dumps(NO_PRUNING))  # every trial completes
     env = environment(cluster, mariadb_database.env)
 
@@ -368,25 +371,23 @@ def test_a_worker_job_cancelled_mid_trial_is_redone_by_the_next_run_and_the_tota
 
     def a_trial_mid_way() -> tuple[int, dict[str, Any]] | None:
         for number, directory in trial_dirs(tmp_path).items():
-            if (directory / "metrics_epoch_0.json").exists() and not (directory / "metrics.json").exists():
+            if (directory / "metrics_epoch_1.json").exists() and not (directory / "metrics.json").exists():
                 return number, json.loads((directory / "provenance.json").read_text())
         return None
 
     try:
-        number, record = wait_until(a_trial_mid_way, "a trial with one epoch done", timeout=120, poll=0.1)
+        number, record = wait_until(a_trial_mid_way, "a trial with two epochs done", timeout=300, poll=0.1)
         trainer_pid = int((trial_dirs(tmp_path)[number] / "pid").read_text())
         cluster.run("scancel", record["slurm_job_id"])
-        output, _ = process.communicate(timeout=180)
+        output, _ = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode != 0, "the run saw its worker job fail"
-    assert f"SLURM-job '{record['slurm_job_id']}' failed" in output, explain(tmp_path, output, cluster)
+    assert process.returncode == 0, explain(tmp_path, output, cluster)
+    assert f"SLURM-job '{record['slurm_job_id']}' failed" in output and "Trying to restart job" in output, output
     assert jobs_in(cluster, tmp_path)[record["slurm_job_id"]]["JobState"] == "CANCELLED"
-    wait_until(lambda: not servers.process_alive(trainer_pid), "the trainer of the cancelled job gone", timeout=30)
+    assert not servers.process_alive(trainer_pid)
 
-    result = run_slurm(tmp_path, env, "results/best_params.json")
-    succeed(tmp_path, result, cluster)
     trials = study_trials(tmp_path, env)
     killed = [t for t in trials if t.number == number]
     assert [t.state for t in killed] == [TrialState.FAIL]
@@ -394,10 +395,44 @@ def test_a_worker_job_cancelled_mid_trial_is_redone_by_the_next_run_and_the_tota
     assert killed[0].user_attrs["fail_reason"] == "worker interrupted by SIGTERM"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == number]
     assert len(retried) == 1 and retried[0].params == killed[0].params and retried[0].state == TrialState.COMPLETE
+    assert retried[0].user_attrs[RESUMED_FROM_EPOCH] >= 1 and sorted(retried[0].intermediate_values) == [0, 1, 2, 3]
     assert len(finished(trials)) == 6 and all(t.state == TrialState.COMPLETE for t in finished(trials))
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     best = json.loads((tmp_path / "results" / "best_params.json").read_text())
     assert best["counts"]["complete"] == 6
+
+
+@pytest.mark.timeout(1800)
+def test_a_worker_job_past_its_time_limit_is_signalled_and_its_trial_resumes_in_the_next_job(
+        slurm_clean: servers.SlurmInfo, mariadb_database, tmp_path: Path) -> None:
+    """Three-minute worker jobs and two trials of 10 epochs of 5 s: each job is told (SIGTERM 30 s
+    before its limit here, not the profile's 120 s: Slurm acts on a tick of a minute, and sends it up
+    to a minute early), its trial is queued again with its checkpoint, the job is submitted again,
+    and the study ends with the exact total and a trial resumed, from one snakemake command.
+    More retries than the profile's 3: on a busy machine a job spends much of its three minutes
+    starting."""
+    cluster = slurm_clean
+    project(tmp_path, mariadb_database.url_template, study={"n_trials": 2},
+            workers={"count": 1, "runtime": 3}, model={"overrides": {"sleep_s": 5, "epochs": 10}})
+    (tmp_path / "config" / "optuna.json").write_text(json.dumps(NO_PRUNING))
+    env = environment(cluster, mariadb_database.env)
+    settings = ("--retries", "12", "--set-resources", "worker:gpu=1", "worker:slurm_extra='--signal=TERM@30'",
+                "retrain:gpu=1")
+    result = run_slurm(tmp_path, env, "results/best_params.json", *settings, timeout=1700)
+    output = result.stdout + result.stderr
+    succeed(tmp_path, result, cluster)
+
+    job_logs = sorted(tmp_path.glob(".snakemake/slurm_logs/rule_worker/0/*.log"))
+    assert len(job_logs) >= 2 and "Trying to restart job" in output, output[-3000:]
+    told = [p for p in job_logs if "stopped by SIGTERM; the running trial was queued again" in p.read_text()]
+    assert told, "a worker job was told before its end and queued its trial again"
+    trials = study_trials(tmp_path, env)
+    assert len(finished(trials)) == 2 and all(t.state == TrialState.COMPLETE for t in finished(trials))
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    resumed = [t for t in finished(trials) if t.user_attrs.get(RESUMED_FROM_EPOCH, 0) > 0]
+    assert resumed, [t.user_attrs for t in trials]
+    for trial in resumed:
+        assert sorted(trial.intermediate_values) == list(range(10)), "one curve over the jobs"
 
 
 def cli(directory: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -203,3 +203,34 @@ def test_grid_sweep_runs_every_point_once_with_three_repeats(tmp_path, run_env):
     assert best["params"]["dropout"] == 0.1
     test = read_json(results / "test_metrics.json")
     assert set(test["seeds"]) == {"1", "2"} and 0.5 < test["mean"]["accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_the_digits_trainer_resumes_from_its_checkpoint_to_the_same_result(tmp_path, run_env):
+    """Stopped after 2 of 4 epochs, then run again on the same directory (where the worker puts an
+    interrupted trial's checkpoint): it trains epochs 2 and 3 only, and ends where an uninterrupted
+    run ends."""
+    directory = ROOT / "examples" / "pytorch-digits"
+    config = {"model": {"hidden_size": 32, "num_layers": 1, "dropout": 0.1}, "optimizer": {"type": "adam", "lr": 0.01},
+              "data_loader": {"batch_size": 64}, "trainer": {"num_epochs": 4}, "random_seed": 5}
+
+    def train(out: Path, epochs: int) -> str:
+        out.mkdir(exist_ok=True)
+        config_path = tmp_path / f"config-{epochs}.json"
+        config_path.write_text(json.dumps({**config, "trainer": {"num_epochs": epochs}}))
+        result = subprocess.run([sys.executable, str(directory / "train.py"), "--config", str(config_path),
+                                 "--out", str(out)], env=run_env, capture_output=True, text=True, cwd=directory)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    train(tmp_path / "whole", 4)
+    train(tmp_path / "stopped", 2)
+    output = train(tmp_path / "stopped", 4)
+    assert "resuming after epoch 1" in output and "epoch 0:" not in output and "epoch 2:" in output
+    for epoch in range(4):
+        assert read_json(tmp_path / "stopped" / f"metrics_epoch_{epoch}.json") == read_json(
+            tmp_path / "whole" / f"metrics_epoch_{epoch}.json")
+    whole, resumed = read_json(tmp_path / "whole" / "metrics.json"), read_json(tmp_path / "stopped" / "metrics.json")
+    assert resumed["best_validation_accuracy"] == whole["best_validation_accuracy"]
+    assert (tmp_path / "stopped" / "best.th").is_file()
+    assert [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()] == ["epoch_3"]

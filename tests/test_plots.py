@@ -262,3 +262,30 @@ def test_the_report_command(study_config):
     out = study_config.parent / "results" / "report"
     assert f"{out}/summary.html" in result.stdout
     assert all((out / name).exists() for name in output_names())
+
+
+def test_the_compute_summary_counts_a_resumed_trial_at_its_full_length(tmp_path):
+    """A trial resumed at epoch 3 trained 1 epoch itself (its interrupted attempt, failed, the 3
+    before): it is a 4-epoch trial for what a full run of every trial would have cost."""
+    import optuna
+
+    from snakesweep.report.summary import summarize
+
+    config = load_config(write_project(tmp_path))
+    study = create_study(config)
+    distributions = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+                     "layers": optuna.distributions.IntDistribution(1, 3)}
+
+    def add(state, epochs, value=None, **attrs):
+        study.add_trial(optuna.trial.create_trial(
+            state=state, value=value, params={"lr": 0.01, "layers": 2}, distributions=distributions,
+            user_attrs={"epochs": epochs, **attrs}))
+
+    add(TrialState.COMPLETE, 4, 0.8)
+    add(TrialState.FAIL, 3)
+    add(TrialState.COMPLETE, 1, 0.7, resumed_from_epoch=3)
+    add(TrialState.PRUNED, 1)
+    compute = summarize(load_sweep(config))["compute"]
+    assert compute["epochs_run"] == 4 + 3 + 1 + 1 and compute["epochs_run_finished"] == 6
+    assert compute["epochs_per_full_trial"] == 4
+    assert compute["epochs_without_pruning"] == 4 + 4 + 4 and compute["epochs_saved"] == 12 - 6

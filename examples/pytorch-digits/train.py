@@ -11,10 +11,15 @@ CONFIG.json is the rendered model.jsonnet (the worker writes it into the trial's
      "random_seed": 13}                                  # set per trial (and per repeat) by the worker
 
 Into SERIALIZATION_DIR it writes, as `allennlp train` would: `metrics_epoch_N.json` after each
-epoch (validation_accuracy, validation_loss, training_loss), `best.th` (the weights of the epoch with
-the best validation accuracy, with the model section to rebuild it) and, last, `metrics.json` with
-best_validation_accuracy. The test part is never loaded here: evaluate.py scores it.
+epoch (validation_accuracy, validation_loss, training_loss), and at the end `best.th` (the weights of
+the epoch with the best validation accuracy, with the model section to rebuild it) and
+`metrics.json` with best_validation_accuracy. The test part is never loaded here: evaluate.py scores it.
 Threads: torch follows OMP_NUM_THREADS, which the launcher sets to the worker's thread count.
+
+Resuming: after each epoch it saves its whole state (weights, optimizer, random generators, the
+best epoch so far) with `snakesweep.trialfiles.saving_checkpoint`, and it starts from the newest
+checkpoint `resume_checkpoint` finds in SERIALIZATION_DIR, where the worker put it when the trial
+was interrupted (a preempted job, a time limit): the epochs done are not trained again.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 
 from digits import accuracy_and_loss, build_model, load_part
-from snakesweep.trialfiles import write_epoch_metrics, write_final_metrics
+from snakesweep.trialfiles import resume_checkpoint, saving_checkpoint, write_epoch_metrics, write_final_metrics
 
 
 def make_optimizer(spec: dict, parameters) -> torch.optim.Optimizer:
@@ -59,8 +64,19 @@ def train(config: dict, out: Path) -> dict:
           f"{len(x_val)} validation images, {num_epochs} epochs", flush=True)
 
     best = {"best_epoch": -1, "best_validation_accuracy": -1.0}
+    best_state = model.state_dict()
+    start = 0
+    saved = resume_checkpoint(out)
+    if saved is not None:
+        state = torch.load(saved.directory / "state.pt", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        order.set_state(state["order"])
+        torch.set_rng_state(state["rng"])
+        best, best_state, start = state["best"], state["best_state"], saved.epoch + 1
+        print(f"resuming after epoch {saved.epoch}", flush=True)
     started = time.monotonic()
-    for epoch in range(num_epochs):
+    for epoch in range(start, num_epochs):
         model.train()
         total = 0.0
         for batch in torch.randperm(len(x_train), generator=order).split(batch_size):
@@ -74,10 +90,14 @@ def train(config: dict, out: Path) -> dict:
                    "validation_loss": val_loss, "validation_accuracy": accuracy}
         if accuracy > best["best_validation_accuracy"]:
             best = {"best_epoch": epoch, "best_validation_accuracy": accuracy, "best_validation_loss": val_loss}
-            torch.save({"model": config["model"], "state_dict": model.state_dict()}, out / "best.th")
+            best_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
         write_epoch_metrics(out, epoch, metrics)
+        with saving_checkpoint(out, epoch) as directory:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "order": order.get_state(),
+                        "rng": torch.get_rng_state(), "best": best, "best_state": best_state}, directory / "state.pt")
         print(f"epoch {epoch}: training_loss {metrics['training_loss']:.4f} "
               f"validation_accuracy {accuracy:.4f}", flush=True)
+    torch.save({"model": config["model"], "state_dict": best_state}, out / "best.th")
     final = {**best, "training_epochs": num_epochs, "training_duration_s": round(time.monotonic() - started, 3)}
     write_final_metrics(out, final)
     return final

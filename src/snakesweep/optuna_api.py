@@ -110,18 +110,28 @@ class StudyStore:
 
         return self.call(attempt)
 
-    def requeue(self, trial: optuna.Trial | FrozenTrial) -> None:
-        """Queue the same parameters again: a killed or interrupted trial is redone, not lost."""
-        self.call(storages.retry_callback(), self.study, self.frozen(trial))
+    def requeue(self, trial: optuna.Trial | FrozenTrial, *, always: bool = False) -> None:
+        """Queue the same parameters again: a killed or interrupted trial is redone, not lost.
 
-    def fail_stale(self, trial: FrozenTrial, reason: str) -> bool:
-        """Fail a trial whose worker is gone and requeue it; False when someone else got there first."""
+        A trial whose worker was killed outright is queued again `trials.STALE_RETRIES` times at
+        most; an interrupted one (`always`: a signal, not the trial, stopped it) every time.
+        """
+        callback = storages.retry_callback(None if always else vocabulary.STALE_RETRIES)
+        self.call(callback, self.study, self.frozen(trial))
+
+    def fail_stale(self, trial: FrozenTrial, reason: str, before_requeue: Callable[[int], None] | None = None) -> bool:
+        """Fail a trial whose worker is gone and requeue it; False when someone else got there first.
+
+        `before_requeue(number)` runs in between, while no other attempt at the trial exists.
+        """
         try:
             self.set_user_attr(trial, vocabulary.FAIL_REASON, reason)
             failed = self.call(self.storage.set_trial_state_values, trial_id(trial), TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
         if failed:
+            if before_requeue is not None:
+                before_requeue(trial.number)
             self.requeue(trial)
         return bool(failed)
 

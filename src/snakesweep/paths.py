@@ -11,6 +11,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+REPEAT_PREFIX = "repeat-"
+
+
+def run_dir(trial_dir: Path, repeat: int, repeats: int) -> Path:
+    """Where one training run of a trial writes: the trial's directory, or with `study.repeats`
+    its `repeat-<k>` directory."""
+    return trial_dir if repeats == 1 else trial_dir / f"{REPEAT_PREFIX}{repeat}"
+
+
+def run_dirs(trial_dir: Path) -> list[Path]:
+    """Every training run's directory in a trial's directory, in the order of the repeats."""
+    repeats = [p for p in trial_dir.glob(f"{REPEAT_PREFIX}*") if p.name[len(REPEAT_PREFIX):].isdigit()]
+    return sorted(repeats, key=lambda p: int(p.name[len(REPEAT_PREFIX):])) or [trial_dir]
+
 
 @dataclass(frozen=True)
 class Paths:

@@ -5,6 +5,7 @@ The URL side (expansion, user info, masking) is `snakesweep.urls`; its names are
 
 from __future__ import annotations
 
+import copy
 import logging
 import sqlite3
 import time
@@ -19,7 +20,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from snakesweep.errors import UserError
-from snakesweep.trials import stale_after_s
+from snakesweep.trials import PER_ATTEMPT, STALE_RETRIES, stale_after_s
 from snakesweep.urls import (JOURNAL_PREFIX, default_url, is_server, journal_path, kind, local_file, mask,  # noqa: F401
                              mask_text, sqlite_path, storage_url)
 
@@ -207,11 +208,20 @@ def through_outages(call: Callable[..., T], *args: Any, within_s: float, **kwarg
             pause = min(2 * pause, 5.0)
 
 
-def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
-    """Requeues a killed trial's parameters as a new WAITING trial (at most 3 times)."""
+class _Requeue(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry, without what only the failed attempt recorded (its reason, its epochs...)."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        attempt = copy.deepcopy(trial)
+        attempt.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in PER_ATTEMPT}
+        super().__call__(study, attempt)
+
+
+def retry_callback(max_retry: int | None = STALE_RETRIES) -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Requeues a killed trial's parameters as a new WAITING trial (at most `max_retry` times)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+        return _Requeue(max_retry=max_retry)
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,7 +1,9 @@
-"""The trial file protocol: `metrics_epoch_{n}.json` after each epoch, `metrics.json` at the end.
+"""The trial file protocol: `metrics_epoch_{n}.json` after each epoch, `metrics.json` at the end,
+and, for a trainer that can resume, a checkpoint after each epoch in `checkpoints/epoch_{n}/`.
 
 A trial is a serialization directory, as with `allennlp train`. Whatever trains in it writes these
-files; the worker reads them to report to the pruner and to record the trial's value.
+files; the worker reads them to report to the pruner and to record the trial's value, and moves
+the newest checkpoint of an interrupted trial into the directory of the trial that continues it.
 
 Writers (`write_epoch_metrics`, `write_final_metrics`) replace files atomically, so a reader never
 sees half a file. Readers still tolerate trainers that write in place: a partial or corrupt file
@@ -15,19 +17,29 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
+    "CHECKPOINTS",
+    "CHECKPOINT_DIR_ENV",
     "EPOCH_PATTERN",
     "FINAL_NAME",
+    "RESUME_EPOCH_ENV",
     "EpochWatcher",
+    "SavedCheckpoint",
+    "checkpoint_dir",
     "epoch_file",
+    "find_checkpoints",
     "log_tail",
     "read_epoch_metrics",
     "read_final_metrics",
+    "resume_checkpoint",
+    "saving_checkpoint",
     "write_epoch_metrics",
     "write_final_metrics",
 ]
@@ -178,12 +190,13 @@ class EpochWatcher:
     """Yields each epoch file once, as it appears.
 
     Each poll lists the directory; only epochs not yet returned are opened. An epoch file that
-    cannot be parsed yet (a trainer writing in place) is tried again on the next poll.
+    cannot be parsed yet (a trainer writing in place) is tried again on the next poll. Epochs in
+    `seen` (carried over from an interrupted run) are never returned.
     """
 
-    def __init__(self, serialization_dir: PathLike) -> None:
+    def __init__(self, serialization_dir: PathLike, seen: Iterable[int] = ()) -> None:
         self.serialization_dir = Path(serialization_dir)
-        self._seen: set[int] = set()
+        self._seen: set[int] = set(seen)
 
     @property
     def seen(self) -> frozenset[int]:
@@ -202,3 +215,94 @@ class EpochWatcher:
             self._seen.add(epoch)
             new.append((epoch, metrics))
         return new
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_DIR_ENV = "SNAKESWEEP_CHECKPOINT_DIR"
+RESUME_EPOCH_ENV = "SNAKESWEEP_RESUME_EPOCH"
+MANIFEST = "snakesweep-checkpoint.json"
+_CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d+)$")
+
+
+class SavedCheckpoint(NamedTuple):
+    """A complete checkpoint: `epoch` is the last epoch it holds, so training continues at epoch + 1."""
+
+    epoch: int
+    directory: Path
+
+
+def checkpoint_dir(serialization_dir: PathLike) -> Path:
+    """Where a run's checkpoints go: `<serialization_dir>/checkpoints/epoch_<n>/`."""
+    return Path(serialization_dir) / CHECKPOINTS
+
+
+@contextmanager
+def saving_checkpoint(serialization_dir: PathLike, epoch: int) -> Iterator[Path]:
+    """A fresh directory to save epoch `epoch`'s state into, published whole when the block ends.
+
+        with saving_checkpoint(out, epoch) as directory:
+            torch.save(state, directory / "state.pt")
+
+    Then the files are synced, a manifest of their sizes is written, the directory is renamed to
+    `checkpoints/epoch_<epoch>` in one step, and older checkpoints are deleted. A trainer stopped
+    inside the block leaves only a hidden staging directory, never a checkpoint that looks whole.
+    """
+    root = checkpoint_dir(serialization_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".epoch_{epoch}.", dir=root))
+    try:
+        yield staging
+        sizes = {}
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+            sizes[path.relative_to(staging).as_posix()] = path.stat().st_size
+        write_json(staging / MANIFEST, {"epoch": epoch, "files": sizes})
+        target = root / f"epoch_{epoch}"
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+        _fsync_directory(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for other in root.iterdir():
+        if other != target and _CHECKPOINT_PATTERN.match(other.name):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _checkpoint_problem(directory: Path, epoch: int) -> str | None:
+    """Why a checkpoint directory cannot be loaded, or None when it is whole."""
+    manifest = _read_json_object(directory / MANIFEST)
+    if manifest is None or manifest.get("epoch") != epoch or not isinstance(manifest.get("files"), dict):
+        return f"{MANIFEST} missing or unreadable"
+    for name, size in manifest["files"].items():
+        try:
+            actual = (directory / name).stat().st_size
+        except OSError:
+            return f"{name} missing"
+        if actual != size:
+            return f"{name} holds {actual} bytes, not {size}"
+    return None
+
+
+def find_checkpoints(serialization_dir: PathLike) -> tuple[SavedCheckpoint | None, list[str]]:
+    """The newest complete checkpoint, and what is wrong with each newer one (damaged, never loaded)."""
+    root = checkpoint_dir(serialization_dir)
+    try:
+        names = [(int(m.group(1)), p) for p in root.iterdir() if (m := _CHECKPOINT_PATTERN.match(p.name))]
+    except (FileNotFoundError, NotADirectoryError):
+        return None, []
+    damaged = []
+    for epoch, path in sorted(names, reverse=True):
+        problem = _checkpoint_problem(path, epoch)
+        if problem is None:
+            return SavedCheckpoint(epoch, path), damaged
+        damaged.append(f"{CHECKPOINTS}/{path.name}: {problem}")
+    return None, damaged
+
+
+def resume_checkpoint(serialization_dir: PathLike) -> SavedCheckpoint | None:
+    """The checkpoint a trainer continues from (train from its epoch + 1), or None: start at epoch 0."""
+    return find_checkpoints(serialization_dir)[0]

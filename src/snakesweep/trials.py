@@ -6,8 +6,9 @@ None of those imports the worker: they all import this module.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
@@ -17,12 +18,23 @@ EPOCHS = "epochs"
 PRUNED_AT_EPOCH = "pruned_at_epoch"
 FAIL_REASON = "fail_reason"
 LOG_TAIL = "log_tail"
+RESUMED_FROM_EPOCH = "resumed_from_epoch"
+"""The epoch a requeued trial continued at, from its predecessor's checkpoint; absent when it started at 0."""
+PER_ATTEMPT = (EPOCHS, PRUNED_AT_EPOCH, FAIL_REASON, LOG_TAIL, RESUMED_FROM_EPOCH)
+"""What one attempt at a trial recorded: not handed on to the copy a requeue makes."""
 
 # System attributes: bookkeeping of ours, and of Optuna's retry callback and grid sampler.
 SURPLUS = "snakesweep:surplus"
 HEARTBEAT = "snakesweep:heartbeat"
 FAILED_TRIAL = "failed_trial"
+RETRY_HISTORY = "retry_history"
 GRID_ID = "grid_id"
+GAVE_UP = "snakesweep:gave_up"
+"""Failed for good (a crash, a missing metric): its parameters are not queued again."""
+INTERRUPTED = "snakesweep:interrupted"
+"""Stopped by a signal to its worker: queued again however often that happens."""
+STALE_RETRIES = 3
+"""How often a trial whose worker was killed outright is queued again (an interrupted one: always)."""
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (TrialState.RUNNING, TrialState.WAITING)
@@ -87,11 +99,37 @@ def claim_is_surplus(number: int, trials: Iterable[FrozenTrial], budget: int) ->
 
 def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | None:
     """The completed trial with the best value for `direction`; the lowest number wins a tie."""
+    ranked = ranked_complete(trials, direction)
+    return ranked[0] if ranked else None
+
+
+def ranked_complete(trials: Iterable[FrozenTrial], direction: str) -> list[FrozenTrial]:
+    """The completed trials, best first (the order of `best_trial`)."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and not is_surplus(t)]
-    if not complete:
-        return None
     sign = -1 if direction == "maximize" else 1
-    return min(complete, key=lambda t: (sign * t.value, t.number))
+    return sorted(complete, key=lambda t: (sign * t.value, t.number))
+
+
+def earlier_attempts(system_attrs: Mapping[str, Any]) -> list[int]:
+    """The numbers of the attempts a requeued trial continues, the newest first; empty for a first attempt."""
+    return list(reversed(system_attrs.get(RETRY_HISTORY, [])))
+
+
+def attempt_pending(trial: FrozenTrial, trials: Iterable[FrozenTrial]) -> bool:
+    """Whether some attempt at this trial's parameters may still run: then its checkpoint may be needed.
+
+    The newest attempt of its chain (this trial, or the newest copy that lists it among its earlier
+    attempts) decides: one running or waiting is pending; a failed one too, unless it gave up or
+    was killed outright once more than `STALE_RETRIES` allow, for then nothing queues it again.
+    """
+    later = [t for t in trials if trial.number in t.system_attrs.get(RETRY_HISTORY, ())]
+    newest = max(later, key=lambda t: t.number, default=trial)
+    if newest.state in CLAIMED:
+        return True
+    if newest.state != TrialState.FAIL or is_surplus(newest) or newest.system_attrs.get(GAVE_UP):
+        return False
+    exhausted = len(newest.system_attrs.get(RETRY_HISTORY, ())) >= STALE_RETRIES
+    return bool(newest.system_attrs.get(INTERRUPTED)) or not exhausted
 
 
 def stale_after_s(heartbeat_s: float) -> float:

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
-from snakesweep.paths import Paths
+from snakesweep.paths import REPEAT_PREFIX, Paths, run_dirs
 from snakesweep.study import StudySpec, load_study, n_trials, study_spec
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
 
@@ -29,7 +29,8 @@ _STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 
 STATES = tuple(name.lower() for name in _STATE_ORDER)  # what `snakesweep trials --state` takes
 TABLE_COLUMNS = [
     "number", "state", "value", "duration_s",
-    vocabulary.WORKER, vocabulary.EPOCHS, vocabulary.PRUNED_AT_EPOCH, vocabulary.FAIL_REASON,
+    vocabulary.WORKER, vocabulary.EPOCHS, vocabulary.RESUMED_FROM_EPOCH, vocabulary.PRUNED_AT_EPOCH,
+    vocabulary.FAIL_REASON,
 ]
 
 
@@ -58,12 +59,8 @@ def curve_key(config: Mapping[str, Any]) -> str | None:
 def run_dir(config: Mapping[str, Any], study_name: str, number: int, *, latest: bool = True) -> Path:
     """Where a trial's training writes its epoch files: the trial directory, or with
     `study.repeats` its latest (or first, the one the pruner follows) `repeat-<k>` directory."""
-    directory = Paths.of(config).trial_dir(study_name, number)
-    repeats = [p for p in directory.glob("repeat-*") if p.name[len("repeat-"):].isdigit()]
-    if not repeats:
-        return directory
-    pick = max if latest else min
-    return pick(repeats, key=lambda p: int(p.name[len("repeat-"):]))
+    runs = run_dirs(Paths.of(config).trial_dir(study_name, number))
+    return runs[-1] if latest else runs[0]
 
 
 # -- status --------------------------------------------------------------------------------------
@@ -168,7 +165,8 @@ def _running(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key
         epochs_done=done,
         last_value=last_value,
         last_epoch_age_s=age,
-        repeat=f"{int(directory.name[len('repeat-'):]) + 1}/{repeats}" if directory.name.startswith("repeat-") else None,
+        repeat=(f"{int(directory.name[len(REPEAT_PREFIX):]) + 1}/{repeats}"
+                if directory.name.startswith(REPEAT_PREFIX) else None),
     )
 
 

@@ -7,7 +7,12 @@
 Config keys: `lr` and `layers` (the swept parameters: the curve peaks at lr=0.01, layers=2),
 `epochs` (3), `sleep_s` (0: seconds per epoch), `crash` (true: raise after the first epoch),
 `metric_key` (the per-epoch key, default validation_accuracy), `tag` (written to tag.json),
-`diverge_at` (from this epoch on the metric is `diverge_to`: "nan" by default, or "inf").
+`diverge_at` (from this epoch on the metric is `diverge_to`: "nan" by default, or "inf"),
+`weights_mb` (0: megabytes of weights in each checkpoint and in the final `model.pt`).
+
+It resumes through the trial file protocol: a checkpoint after each epoch
+(`trialfiles.saving_checkpoint`), and at the start the newest one (`trialfiles.resume_checkpoint`).
+Each epoch it trains is announced in its log as `epoch N starts`.
 """
 
 from __future__ import annotations
@@ -20,12 +25,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from snakesweep.trialfiles import write_epoch_metrics, write_final_metrics
+from snakesweep.trialfiles import resume_checkpoint, saving_checkpoint, write_epoch_metrics, write_final_metrics
 
 
 def score(config: dict[str, Any], epoch: int) -> float:
     quality = 1.0 - abs(math.log10(float(config.get("lr", 0.01))) + 2) / 4 - abs(int(config.get("layers", 2)) - 2) / 8
     return round(quality * (epoch + 1) / (epoch + 2), 6)
+
+
+def _weights(path: Path, megabytes: float) -> None:
+    if megabytes:
+        with open(path, "wb") as handle:
+            handle.write(os.urandom(int(megabytes * 1_000_000)))
 
 
 def train(config: dict[str, Any], serialization_dir: str) -> None:
@@ -34,17 +45,28 @@ def train(config: dict[str, Any], serialization_dir: str) -> None:
     if "tag" in config:
         (out / "tag.json").write_text(json.dumps(config["tag"]))
     key = config.get("metric_key", "validation_accuracy")
-    best = -math.inf
-    for epoch in range(int(config.get("epochs", 3))):
+    megabytes = float(config.get("weights_mb", 0))
+    best, start = -math.inf, 0
+    saved = resume_checkpoint(out)
+    if saved is not None:
+        best = json.loads((saved.directory / "state.json").read_text())["best"]
+        start = saved.epoch + 1
+        print(f"resuming after epoch {saved.epoch}", flush=True)
+    for epoch in range(start, int(config.get("epochs", 3))):
+        print(f"epoch {epoch} starts", flush=True)
         time.sleep(float(config.get("sleep_s", 0)))
         value = score(config, epoch)
         if config.get("diverge_at") is not None and epoch >= config["diverge_at"]:
             value = float(config.get("diverge_to", "nan"))
         best = max(best, value)
         write_epoch_metrics(out, epoch, {key: value, "epoch": epoch})
+        with saving_checkpoint(out, epoch) as directory:
+            (directory / "state.json").write_text(json.dumps({"best": best}))
+            _weights(directory / "weights.pt", megabytes)
         print(f"epoch {epoch}: {key} {value}", flush=True)
         if config.get("crash"):
             raise RuntimeError("the trainer crashed on purpose")
+    _weights(out / "model.pt", megabytes)
     write_final_metrics(out, {f"best_{key}": best})
 
 

@@ -8,25 +8,36 @@
 worker; each trial is a child forked from the worker, so it skips the seconds-long start of the
 `allennlp` command but still runs in a process of its own. AllenNLP writes `metrics_epoch_N.json`
 after each epoch and `metrics.json` at the end, which is all the worker needs.
+
+Resuming is AllenNLP's own: its checkpointer writes `model_state_e<E>_b<B>.th` and
+`training_state_e<E>_b<B>.th` (E epochs completed) and its trainer restores the newest pair it finds
+in the serialization directory, as `allennlp train --recover` does. The worker moves that pair and
+`best.th` from an interrupted trial's directory into the new one; a pair that is not a whole torch
+file (cut off while it was written) is never offered.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from snakesweep import process_env
 from snakesweep.errors import UserError
-from snakesweep.launchers.allennlp_compat import register_optuna_pruner
+from snakesweep.launchers import allennlp_compat
 from snakesweep.launchers.base import Launcher, importable_cwd, string_list
+from snakesweep.launchers.checkpoints import Checkpoint, CheckpointSearch
 from snakesweep.launchers.fork import fork_training
 from snakesweep.launchers.process import ForkedProcess
 
 FIELD = "launcher.include_package"
 ARCHIVE = "model.tar.gz"
+BEST = "best.th"
 DATA_KEYS = ("train_data_path", "validation_data_path", "test_data_path")
+_MODEL_STATE = re.compile(r"^model_state_e(\d+)_b(\d+)\.th$")
 
 
 @Launcher.register("allennlp")
@@ -61,7 +72,7 @@ class AllenNLPLauncher(Launcher):
                 fix="install snakesweep[allennlp], or choose the command or python launcher",
             ) from None
         import_plugins()
-        register_optuna_pruner()
+        allennlp_compat.install()
         for package in self.include_package:
             try:
                 with importable_cwd():
@@ -84,6 +95,7 @@ class AllenNLPLauncher(Launcher):
         log_path: Path,
         threads: int,
         env: Mapping[str, str],
+        resume_epoch: int = 0,
     ) -> ForkedProcess:
         self.prepare()
         config_file = str(Path(config_path).absolute())
@@ -113,6 +125,27 @@ class AllenNLPLauncher(Launcher):
         """AllenNLP writes its metrics so far after each epoch; only the test_ keys come at the end."""
         return not key.startswith("test_")
 
+    def weight_files(self, run_dir: Path) -> list[Path]:
+        """Checkpoints, `best.th` (sharded: `best_w*.th`) and an archive."""
+        return sorted(p for p in Path(run_dir).iterdir() if p.is_file() and (p.suffix == ".th" or p.name == ARCHIVE))
+
+    def find_checkpoint(self, run_dir: Path) -> CheckpointSearch:
+        """The newest model and training state pair that are both whole, with `best.th`."""
+        run_dir = Path(run_dir)
+        points = sorted(((int(m[1]), int(m[2])) for p in run_dir.glob("model_state_e*_b*.th")
+                         if (m := _MODEL_STATE.match(p.name))), reverse=True)
+        search = CheckpointSearch()
+        for epochs, batches in points:
+            pair = (f"model_state_e{epochs}_b{batches}.th", f"training_state_e{epochs}_b{batches}.th")
+            problems = [f"{name}: {problem}" for name in pair if (problem := _torch_file_problem(run_dir / name))]
+            if problems:
+                search.damaged += problems
+                continue
+            best = (BEST,) if (run_dir / BEST).is_file() else ()
+            search.found = Checkpoint(epochs, pair + best)
+            break
+        return search
+
     def archive(self, model_dir: Path) -> None:
         """Write `model.tar.gz`, which evaluation reads."""
         from allennlp.models.archival import archive_model
@@ -133,6 +166,20 @@ class AllenNLPLauncher(Launcher):
 
 def _cuda_device() -> int:
     return 0 if process_env.visible_gpu() else -1
+
+
+def _torch_file_problem(path: Path) -> str | None:
+    """Why `path` is not a whole file of torch.save (a zip whose directory closes it), or None."""
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            if any(info.header_offset + info.compress_size > size for info in archive.infolist()):
+                return "cut short"
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"not a whole torch file ({error})"
+    return None
 
 
 def _train_in_place(config_path: str, serialization_dir: str, include_package: Sequence[str] = ()) -> None:
@@ -172,9 +219,8 @@ def _train_in_place(config_path: str, serialization_dir: str, include_package: S
             directory, exist_ok=True
         )
         allennlp_train.archive_model = lambda *args, **kwargs: None
-        allennlp_train.train_model(
-            params, serialization_dir, include_package=list(include_package), file_friendly_logging=True
-        )
+        ranks_import = [*include_package, "snakesweep.launchers.allennlp_rank"]
+        allennlp_train.train_model(params, serialization_dir, include_package=ranks_import, file_friendly_logging=True)
         return
     params.pop("evaluation", None)
     verify_include_in_archive(params.pop("include_in_archive", None))

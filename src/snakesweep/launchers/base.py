@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from snakesweep.errors import UserError
+from snakesweep.launchers.checkpoints import CheckpointSearch, protocol_checkpoint, protocol_weights
 from snakesweep.launchers.process import TrainingProcess
 
 L = TypeVar("L", bound="type[Launcher]")
@@ -21,8 +22,9 @@ class Launcher(ABC):
 
     Subclasses register with `@Launcher.register("name")`, list the config keys they read in
     `fields`, and build themselves from those keys in `from_spec`. The policy methods (overrides,
-    data check, archive, evaluation) default to what a launcher that knows nothing of its trainer
-    can do; a launcher for a known framework overrides them.
+    data check, archive, evaluation, which files are weights, where a run resumes) default to what
+    a launcher that knows nothing of its trainer can do, the trial file protocol; a launcher for a
+    known framework overrides them.
     """
 
     fields: ClassVar[tuple[str, ...]] = ()
@@ -64,8 +66,13 @@ class Launcher(ABC):
         log_path: Path,
         threads: int,
         env: Mapping[str, str],
+        resume_epoch: int = 0,
     ) -> TrainingProcess:
-        """Start training on the rendered config; stdout and stderr are appended to `log_path`."""
+        """Start training on the rendered config; stdout and stderr are appended to `log_path`.
+
+        `resume_epoch` > 0: `serialization_dir` holds the checkpoint `find_checkpoint` found for
+        that epoch (moved there from an interrupted run), and the training continues from it.
+        """
 
     def device_overrides(self) -> dict[str, Any]:
         """Overrides that put the training on this process's device; none by default."""
@@ -92,6 +99,14 @@ class Launcher(ABC):
         trainer may write other keys at the end than after each epoch: False by default.
         """
         return False
+
+    def weight_files(self, run_dir: Path) -> list[Path]:
+        """The files and directories of a run that hold weights or optimizer state."""
+        return protocol_weights(run_dir)
+
+    def find_checkpoint(self, run_dir: Path) -> CheckpointSearch:
+        """The newest checkpoint of a run that is whole and loadable, and the damaged newer ones."""
+        return protocol_checkpoint(run_dir)
 
     def archive(self, model_dir: Path) -> None:
         """Package a retrained model for evaluation; nothing by default."""

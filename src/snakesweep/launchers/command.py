@@ -6,8 +6,11 @@
 
 Placeholders, written as in `str.format` (`{{` for a literal brace, `{trial_number:04d}` works):
 `{config}` (the rendered config file), `{serialization_dir}` (where the metrics files go),
-`{trial_number}` and `{threads}`. Paths are absolute. Parameter values never reach the command
-line: they are in the config file, and no shell ever parses the arguments.
+`{trial_number}`, `{threads}`, and for resuming `{checkpoint_dir}` (`<serialization_dir>/checkpoints`)
+and `{resume_epoch}` (the first epoch to train: 0, or n + 1 when `checkpoint_dir/epoch_<n>` is the
+checkpoint to continue from). The same two reach the trainer as SNAKESWEEP_CHECKPOINT_DIR and
+SNAKESWEEP_RESUME_EPOCH. Paths are absolute. Parameter values never reach the command line: they
+are in the config file, and no shell ever parses the arguments.
 
 A leading `python` or `python3` runs the worker's own interpreter (its virtualenv or conda env).
 """
@@ -25,13 +28,16 @@ from typing import Any
 
 from snakesweep.errors import UserError
 from snakesweep.launchers.base import Launcher, string_list
+from snakesweep.launchers.checkpoints import protocol_env
 from snakesweep.launchers.process import PopenProcess
 from snakesweep.process_env import thread_environment
+from snakesweep.trialfiles import checkpoint_dir
 
 FIELD = "launcher.command"
 EXAMPLE = '[python, train.py, --config, "{config}", --out, "{serialization_dir}"]'
-PLACEHOLDERS = ("config", "serialization_dir", "trial_number", "threads")
-_SAMPLE = {"config": "config.json", "serialization_dir": "trial", "trial_number": 0, "threads": 1}
+PLACEHOLDERS = ("config", "serialization_dir", "trial_number", "threads", "checkpoint_dir", "resume_epoch")
+_SAMPLE = {"config": "config.json", "serialization_dir": "trial", "trial_number": 0, "threads": 1,
+           "checkpoint_dir": "trial/checkpoints", "resume_epoch": 0}
 
 
 def interpreter_or(program: str) -> str:
@@ -105,7 +111,7 @@ class CommandLauncher(Launcher):
             )
 
     def arguments(
-        self, config_path: Path, serialization_dir: Path, *, trial_number: int, threads: int
+        self, config_path: Path, serialization_dir: Path, *, trial_number: int, threads: int, resume_epoch: int = 0
     ) -> list[str]:
         """The argument list for one trial, placeholders filled in."""
         values = {
@@ -113,6 +119,8 @@ class CommandLauncher(Launcher):
             "serialization_dir": os.path.abspath(serialization_dir),
             "trial_number": trial_number,
             "threads": threads,
+            "checkpoint_dir": str(checkpoint_dir(os.path.abspath(serialization_dir))),
+            "resume_epoch": resume_epoch,
         }
         program = self.program if self.program == sys.executable else self.program.format(**values)
         return [program, *(argument.format(**values) for argument in self.command[1:])]
@@ -126,9 +134,12 @@ class CommandLauncher(Launcher):
         log_path: Path,
         threads: int,
         env: Mapping[str, str],
+        resume_epoch: int = 0,
     ) -> PopenProcess:
-        argv = self.arguments(config_path, serialization_dir, trial_number=trial_number, threads=threads)
-        child_env = {**os.environ, **thread_environment(threads), **dict(env)}
+        argv = self.arguments(config_path, serialization_dir, trial_number=trial_number, threads=threads,
+                              resume_epoch=resume_epoch)
+        child_env = {**os.environ, **thread_environment(threads), **protocol_env(serialization_dir, resume_epoch),
+                     **dict(env)}
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:

@@ -8,6 +8,8 @@ The module is imported once per worker, in `prepare()`; each trial runs in a chi
 the worker, so it starts with the module (and torch, if the module imports it) already loaded.
 The function writes the epoch files itself (`snakesweep.trialfiles.write_epoch_metrics`). If it
 returns a mapping and has written no `metrics.json`, the mapping is written as `metrics.json`.
+To resume, it saves with `trialfiles.saving_checkpoint` and starts from
+`trialfiles.resume_checkpoint(serialization_dir)` (SNAKESWEEP_RESUME_EPOCH tells the same epoch).
 Modules are looked up in the current directory too, as AllenNLP's `--include-package` does.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 
 from snakesweep.errors import UserError
 from snakesweep.launchers.base import Launcher, importable_cwd
+from snakesweep.launchers.checkpoints import protocol_env
 from snakesweep.launchers.fork import fork_training
 from snakesweep.launchers.process import ForkedProcess
 from snakesweep.trialfiles import read_final_metrics, write_final_metrics
@@ -107,6 +110,7 @@ class PythonLauncher(Launcher):
         log_path: Path,
         threads: int,
         env: Mapping[str, str],
+        resume_epoch: int = 0,
     ) -> ForkedProcess:
         self.prepare()
         function = self.function
@@ -121,4 +125,5 @@ class PythonLauncher(Launcher):
             if isinstance(result, Mapping) and read_final_metrics(directory) is None:
                 write_final_metrics(directory, result)
 
+        env = {**protocol_env(serialization_dir, resume_epoch), **env}
         return fork_training(run, log_path=log_path, threads=threads, env=env)

@@ -10,6 +10,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from snakesweep import storage as storages
+from snakesweep import trials as vocabulary
 from snakesweep.display import duration
 from snakesweep.report.expected_max import expected_max
 from snakesweep.report.sweep import Sweep
@@ -70,17 +71,21 @@ def _compute(sweep: Sweep) -> dict[str, Any]:
     """Epochs run, against the epochs a full run of every finished trial would have taken.
 
     A pruned trial is counted as if it had run as many epochs as the completed trials did on
-    average (their early stopping included), and at least as many as it did run.
+    average (their early stopping included), and at least as many as it did run. A resumed trial
+    ran the epochs after `resumed_from_epoch` (the ones before count in its interrupted attempt,
+    failed), and is as long as all of them.
     """
     finished = sweep.of_state(TrialState.COMPLETE, TrialState.PRUNED)
     complete_epochs = [sweep.epochs_run(t) for t in sweep.of_state(TrialState.COMPLETE)]
     pruned_epochs = [sweep.epochs_run(t) for t in sweep.of_state(TrialState.PRUNED)]
     failed_epochs = [sweep.epochs_run(t) for t in sweep.of_state(TrialState.FAIL)]
-    full = statistics.fmean(complete_epochs) if complete_epochs else None
+    lengths = [sweep.epochs_run(t) + t.user_attrs.get(vocabulary.RESUMED_FROM_EPOCH, 0)
+               for t in sweep.of_state(TrialState.COMPLETE)]
+    full = statistics.fmean(lengths) if lengths else None
     run_finished = sum(complete_epochs) + sum(pruned_epochs)
     without = None
     if full is not None:
-        without = sum(complete_epochs) + sum(max(full, e) for e in pruned_epochs)
+        without = sum(lengths) + sum(max(full, e) for e in pruned_epochs)
     seconds = [t.duration.total_seconds() for t in sweep.trials
                if t.duration is not None and t.state != TrialState.RUNNING]
     return {

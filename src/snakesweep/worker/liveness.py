@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,7 +22,10 @@ log = logging.getLogger("snakesweep.worker")
 
 
 class StopSignals:
-    """Remember SIGINT/SIGTERM instead of raising at an arbitrary bytecode; the loops check it."""
+    """Remember SIGINT, SIGTERM or SIGUSR1 (Slurm's notice before a time limit, with `--signal=USR1@...`)
+    instead of raising at an arbitrary bytecode; the loops check it."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -31,12 +34,21 @@ class StopSignals:
         if self.received is not None:
             raise Interrupted(self.received)
 
+    def check_soon(self, within_s: float = 1.0) -> None:
+        """Check for up to `within_s` seconds: a signal sent to a whole job may reach the trainer first."""
+        deadline = time.monotonic() + within_s
+        while True:
+            self.check()
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.05)
+
     @contextmanager
     def installed(self) -> Iterator[None]:
         def handler(signum: int, _frame: Any) -> None:
             self.received = signum
 
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, handler) for s in self.SIGNALS}
         try:
             yield
         finally:
@@ -47,11 +59,13 @@ class StopSignals:
 class Liveness:
     """Heartbeats for this worker's trial; failing and requeueing the trials of dead workers."""
 
-    def __init__(self, store: StudyStore, worker: int, heartbeat_s: float, url: str) -> None:
+    def __init__(self, store: StudyStore, worker: int, heartbeat_s: float, url: str,
+                 before_requeue: Callable[[int], None] | None = None) -> None:
         self.store = store
         self.worker = worker
         self.heartbeat_s = heartbeat_s
         self.url = url
+        self.before_requeue = before_requeue
 
     def recover_own_stale_trials(self) -> None:
         """Trials this worker index left RUNNING belong to a killed predecessor: fail and requeue them."""
@@ -71,7 +85,7 @@ class Liveness:
         return self.store.trials() if stale else trials
 
     def _fail_stale(self, trial: FrozenTrial, reason: str) -> None:
-        if self.store.fail_stale(trial, reason):
+        if self.store.fail_stale(trial, reason, self.before_requeue):
             log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
 
     @contextmanager

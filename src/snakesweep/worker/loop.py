@@ -23,10 +23,12 @@ from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
 from snakesweep.launchers import Launcher, make_launcher
 from snakesweep.optuna_api import StudyStore
+from snakesweep.paths import Paths
 from snakesweep.process_env import assign_gpu, limit_threads
 from snakesweep.study import StudySpec, load_study, n_trials, study_spec
 from snakesweep.worker.liveness import Liveness, StopSignals
 from snakesweep.worker.trial_run import TrialRun
+from snakesweep.worker.weights import WeightKeeper
 
 log = logging.getLogger("snakesweep.worker")
 
@@ -53,12 +55,14 @@ class Worker:
         self.store = StudyStore(self.study, heartbeat_s)
         self.launcher: Launcher = make_launcher(self.config["launcher"])
         self.signals = StopSignals()
-        self.liveness = Liveness(self.store, self.index, heartbeat_s, url)
+        self.weights = WeightKeeper(self.store, self.launcher, Paths.of(self.config), self.spec.name,
+                                    self.spec.direction, self.config["trials"]["keep_weights"])
+        self.liveness = Liveness(self.store, self.index, heartbeat_s, url, self.weights.before_requeue)
         self.ran: list[dict[str, Any]] = []
 
     def trial_run(self) -> TrialRun:
         return TrialRun(self.config, self.spec, self.store, self.launcher, self.liveness, self.signals,
-                        worker=self.index, threads=self.threads, budget=self.budget)
+                        self.weights, worker=self.index, threads=self.threads, budget=self.budget)
 
     def run(self) -> dict[str, Any]:
         """Run trials until the study holds `budget` finished trials; return the worker's summary."""
@@ -94,6 +98,7 @@ class Worker:
                 record = trial_run.run()
                 if record is None:
                     continue
+                self.weights.clean()
                 self.ran.append(record)
                 self._log_finished(record)
                 if record["state"] != "FAIL":

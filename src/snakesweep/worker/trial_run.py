@@ -1,4 +1,5 @@
-"""One trial, from claim to verdict: sample, render, train (with repeats), watch the epochs, prune, tell."""
+"""One trial, from claim to verdict: sample, render, resume or train (with repeats), watch the epochs,
+prune, tell."""
 
 from __future__ import annotations
 
@@ -15,15 +16,17 @@ from optuna.trial import TrialState
 from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
 from snakesweep.errors import Interrupted, UserError
-from snakesweep.launchers import Launcher
-from snakesweep.objective import MetricMissing, epoch_check, objective_value
+from snakesweep.launchers import Launcher, TrainingProcess
+from snakesweep.objective import MetricMissing, epoch_check, metric_from, objective_value
 from snakesweep.optuna_api import StudyStore
-from snakesweep.paths import Paths
+from snakesweep.paths import Paths, run_dir
 from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec
 from snakesweep.trialfiles import EpochWatcher, epoch_file, log_tail, write_json
 from snakesweep.worker.liveness import Liveness, StopSignals
+from snakesweep.worker.resume import Resumed, Resumer, Run
+from snakesweep.worker.weights import WeightKeeper
 
 log = logging.getLogger("snakesweep.worker")
 
@@ -36,19 +39,22 @@ class TrialRun:
     """Runs one trial of the study for a worker; `run()` returns the trial's record, or None."""
 
     def __init__(self, config: Mapping[str, Any], spec: StudySpec, store: StudyStore, launcher: Launcher,
-                 liveness: Liveness, signals: StopSignals, *, worker: int, threads: int, budget: int) -> None:
+                 liveness: Liveness, signals: StopSignals, weights: WeightKeeper, *, worker: int, threads: int,
+                 budget: int) -> None:
         self.config = config
         self.spec = spec
         self.store = store
         self.launcher = launcher
         self.liveness = liveness
         self.signals = signals
+        self.weights = weights
         self.worker = worker
         self.threads = threads
         self.budget = budget
         self.paths = Paths.of(config)
         self.poll_s = config["workers"]["poll_s"]
         self.grace_s = config["launcher"]["grace_s"]
+        self.resumer = Resumer(launcher, self.paths, spec.name)
 
     def run(self) -> dict[str, Any] | None:
         trial = self.store.ask()
@@ -90,6 +96,7 @@ class TrialRun:
                 self._fail(trial, str(error), directory)
                 record.update(state="FAIL", reason=str(error))
             except Interrupted as interrupted:
+                self.store.set_system_attr(trial, vocabulary.INTERRUPTED, str(interrupted))
                 self._fail(trial, f"worker interrupted by {interrupted}", directory, requeue=True)
                 raise
             else:
@@ -104,20 +111,31 @@ class TrialRun:
         if directory.exists():
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
-        original = self.store.system_attrs(trial).get(vocabulary.FAILED_TRIAL, trial.number)
+        system_attrs = self.store.system_attrs(trial)
+        original = system_attrs.get(vocabulary.FAILED_TRIAL, trial.number)
+        attempts = vocabulary.earlier_attempts(system_attrs)
         base_seed = self.config["study"]["seed"] * 100_003 + original * 101
         write_json(directory / "params.json", params)
-        write_json(directory / "provenance.json", provenance(trial=trial.number, worker=self.worker))
+        record = provenance(trial=trial.number, worker=self.worker)
+        write_json(directory / "provenance.json", record)
         repeats = self.config["study"]["repeats"]
         values = []
         for repeat in range(repeats):
-            run_dir = directory if repeats == 1 else directory / f"repeat-{repeat}"
-            run_dir.mkdir(exist_ok=True)
+            run = run_dir(directory, repeat, repeats)
+            run.mkdir(exist_ok=True)
             seed = base_seed + repeat
-            (run_dir / "seed").write_text(f"{seed}\n")
-            config_path = run_dir / "config.json"
-            write_json(config_path, self.render(params, seed))
-            values.append(self._train_once(trial, config_path, run_dir, prune=repeat == 0))
+            (run / "seed").write_text(f"{seed}\n")
+            config = self.render(params, seed)
+            write_json(run / "config.json", config)
+            resumed = None
+            if attempts:
+                resumed = self.resumer.resume(trial.number, attempts, run, str(run.relative_to(directory)),
+                                              Run(params, seed, config))
+            if resumed is not None:  # with repeats: where the last run that had a checkpoint continued
+                self.store.set_user_attr(trial, vocabulary.RESUMED_FROM_EPOCH, resumed.epoch)
+                record.update(resumed_from_epoch=resumed.epoch, resumed_from_trial=resumed.from_trial)
+                write_json(directory / "provenance.json", record)
+            values.append(self._train_once(trial, run / "config.json", run, prune=repeat == 0, resumed=resumed))
         return sum(values) / len(values)
 
     def render(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -127,15 +145,21 @@ class TrialRun:
         overrides.update(model["overrides"])
         return render(model["config"], params, style=model["style"], overrides=overrides, strict=model["strict"])
 
-    def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, prune: bool) -> float:
+    def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, prune: bool,
+                    resumed: Resumed | None) -> float:
         objective = self.config["objective"]
         intermediate = objective["intermediate"] if prune else None
         check = epoch_check(objective, report=prune,
                             final_key_in_epochs=self.launcher.final_key_in_epoch_files(objective["metric"]))
-        process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
-                                      log_path=run_dir / "train.log", threads=self.threads, env={})
-        watcher = EpochWatcher(run_dir)
+        carried = resumed.carried if resumed else {}
         epochs = 0
+        if intermediate:  # the pruner sees one curve: the epochs carried over first, as if just trained
+            for epoch, metrics in sorted(carried.items()):
+                self._report(trial, intermediate, metrics, epoch, run_dir, epochs)
+        process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
+                                      log_path=run_dir / "train.log", threads=self.threads, env={},
+                                      resume_epoch=resumed.epoch if resumed else 0)
+        watcher = EpochWatcher(run_dir, seen=carried)
         try:
             while True:
                 code = process.wait(timeout=self.poll_s)
@@ -147,13 +171,15 @@ class TrialRun:
                     except ValueError as error:  # NaN, inf, not a number: the trainer is stopped below
                         self._add_epochs(trial, epochs)
                         raise TrialFailed(str(error)) from None
-                    if intermediate and self.store.report(trial, float(metrics[intermediate]), epoch):
-                        process.stop(self.grace_s)
-                        self.store.set_user_attr(trial, vocabulary.PRUNED_AT_EPOCH, epoch)
-                        self._add_epochs(trial, epochs)
-                        raise optuna.TrialPruned(f"at epoch {epoch}")
+                    if intermediate:
+                        self._report(trial, intermediate, metrics, epoch, run_dir, epochs, process)
                 if code is not None:
                     break
+            if code < 0:  # killed by a signal: one that reached this worker too (a job's end) comes first
+                self.signals.check_soon()
+        except Interrupted:
+            self._add_epochs(trial, epochs)
+            raise
         finally:
             process.stop(self.grace_s)
         self._add_epochs(trial, epochs)
@@ -164,8 +190,19 @@ class TrialRun:
         except ValueError as error:
             raise TrialFailed(str(error)) from None
 
+    def _report(self, trial: optuna.Trial, key: str, metrics: Mapping[str, Any], epoch: int, run_dir: Path,
+                epochs: int, process: TrainingProcess | None = None) -> None:
+        """Report one epoch to the pruner; stop the trainer and raise TrialPruned when it says so."""
+        value = metric_from(metrics, key, str(epoch_file(run_dir, epoch)))
+        if self.store.report(trial, value, epoch):
+            if process is not None:
+                process.stop(self.grace_s)
+            self.store.set_user_attr(trial, vocabulary.PRUNED_AT_EPOCH, epoch)
+            self._add_epochs(trial, epochs)
+            raise optuna.TrialPruned(f"at epoch {epoch}")
+
     def _add_epochs(self, trial: optuna.Trial, epochs: int) -> None:
-        """The trial's epoch count over its repeats."""
+        """The epochs this attempt trained, over its repeats (not those carried over)."""
         self.store.set_user_attr(trial, vocabulary.EPOCHS, trial.user_attrs.get(vocabulary.EPOCHS, 0) + epochs)
 
     def _fail(self, trial: optuna.Trial, reason: str, directory: Path, requeue: bool = False) -> None:
@@ -173,6 +210,9 @@ class TrialRun:
         tail = log_tail(directory / "train.log")
         if tail:
             self.store.set_user_attr(trial, vocabulary.LOG_TAIL, tail)
+        if not requeue:
+            self.store.set_system_attr(trial, vocabulary.GAVE_UP, True)
         self.store.tell(trial, state=TrialState.FAIL)
         if requeue:
-            self.store.requeue(trial)
+            self.weights.before_requeue(trial.number)
+            self.store.requeue(trial, always=True)
