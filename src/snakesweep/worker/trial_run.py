@@ -7,7 +7,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.trial import TrialState
@@ -16,6 +16,7 @@ from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
 from snakesweep.errors import Interrupted, UserError
 from snakesweep.launchers import Launcher
+from snakesweep.launchers.process import TrainingProcess
 from snakesweep.objective import MetricMissing, metric_from, objective_value
 from snakesweep.optuna_api import StudyStore
 from snakesweep.paths import Paths
@@ -23,6 +24,7 @@ from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec
 from snakesweep.trialfiles import EpochWatcher, log_tail, write_json
+from snakesweep.worker.allowance import Allowance
 from snakesweep.worker.liveness import Liveness, StopSignals
 
 log = logging.getLogger("snakesweep.worker")
@@ -36,7 +38,7 @@ class TrialRun:
     """Runs one trial of the study for a worker; `run()` returns the trial's record, or None."""
 
     def __init__(self, config: Mapping[str, Any], spec: StudySpec, store: StudyStore, launcher: Launcher,
-                 liveness: Liveness, signals: StopSignals, *, worker: int, threads: int, budget: int) -> None:
+                 liveness: Liveness, signals: StopSignals, allowance: Allowance, *, worker: int, threads: int) -> None:
         self.config = config
         self.spec = spec
         self.store = store
@@ -45,7 +47,9 @@ class TrialRun:
         self.signals = signals
         self.worker = worker
         self.threads = threads
-        self.budget = budget
+        self.allowance = allowance
+        self.epochs = 0  # trained by the current trial, over its repeats
+        self.trained_until: float | None = None  # when its trainer ended
         self.paths = Paths.of(config)
         self.poll_s = config["workers"]["poll_s"]
         self.grace_s = config["launcher"]["grace_s"]
@@ -65,16 +69,18 @@ class TrialRun:
         # Marked at once: a claim whose worker dies right here is found stale like any other.
         self.store.set_system_attr(trial, vocabulary.HEARTBEAT, time.time())
         self.store.set_user_attr(trial, vocabulary.WORKER, self.worker)
-        if vocabulary.claim_is_surplus(trial.number, self.store.trials(), self.budget):
+        if self.allowance.refuse_claim(trial) is not None:
             self.store.set_system_attr(trial, vocabulary.SURPLUS, True)
             self.store.tell(trial, state=TrialState.FAIL)
             return None
+        self.epochs = 0
+        self.trained_until = None
         started = time.monotonic()
         directory = self.paths.trial_dir(self.spec.name, trial.number)
         record: dict[str, Any] = {"number": trial.number, "log": str(directory / "train.log")}
         with self.liveness.heartbeat(trial):
             try:
-                value = self._train(trial, directory)
+                value = self._timed_train(trial, directory)
             except optuna.TrialPruned as pruned:
                 self.store.tell(trial, state=TrialState.PRUNED)
                 record.update(state="PRUNED", reason=str(pruned))
@@ -99,6 +105,18 @@ class TrialRun:
         record["params"] = trial.params
         return record
 
+    def _timed_train(self, trial: optuna.Trial, directory: Path) -> float:
+        """Train, then record the training time (for the hours budget) whatever the outcome."""
+        try:
+            value = self._train(trial, directory)
+        except (storages.StorageUnreachable, optuna.exceptions.UpdateFinishedTrialError):
+            raise  # the trial can no longer be written to
+        except BaseException:
+            self._record_time(trial)
+            raise
+        self._record_time(trial)
+        return value
+
     def _train(self, trial: optuna.Trial, directory: Path) -> float:
         params = self.store.suggest(trial, self.spec.space.suggest)
         if directory.exists():
@@ -111,6 +129,10 @@ class TrialRun:
         repeats = self.config["study"]["repeats"]
         values = []
         for repeat in range(repeats):
+            if repeat and not self.allowance.grant_epoch(trial, self.epochs):
+                self._pruned(trial, None, "budget", "by the epochs budget before its next repeat")
+            if repeat and self.allowance.seconds_left() <= 0:
+                self._pruned(trial, None, "budget", "by the hours budget before its next repeat")
             run_dir = directory if repeats == 1 else directory / f"repeat-{repeat}"
             run_dir.mkdir(exist_ok=True)
             seed = base_seed + repeat
@@ -128,37 +150,67 @@ class TrialRun:
         return render(model["config"], params, style=model["style"], overrides=overrides, strict=model["strict"])
 
     def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, prune: bool) -> float:
+        """Train one run, reporting each epoch; between epochs, the pruner and the budgets may stop it."""
         objective = self.config["objective"]
         intermediate = objective["intermediate"] if prune else None
         process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
                                       log_path=run_dir / "train.log", threads=self.threads, env={})
         watcher = EpochWatcher(run_dir)
-        epochs = 0
+        last: int | None = None
+        left = self.allowance.seconds_left()
         try:
             while True:
-                code = process.wait(timeout=self.poll_s)
+                code = process.wait(timeout=max(0.0, min(self.poll_s, left)))  # wake when the hours run out
                 self.signals.check()
-                for epoch, metrics in watcher.new_epochs():
-                    epochs += 1
+                new = watcher.new_epochs()
+                self.epochs += len(new)
+                for epoch, metrics in new:
+                    last = epoch
                     if not intermediate:
                         continue
                     value = metric_from(metrics, intermediate, str(run_dir / f"metrics_epoch_{epoch}.json"))
                     if self.store.report(trial, value, epoch):
-                        process.stop(self.grace_s)
-                        self.store.set_user_attr(trial, vocabulary.PRUNED_AT_EPOCH, epoch)
-                        self.store.set_user_attr(trial, vocabulary.EPOCHS, epochs)
-                        raise optuna.TrialPruned(f"at epoch {epoch}")
+                        self._stop(process, watcher, trial, epoch, "pruner", f"at epoch {epoch}")
+                if new and code is None and not self.allowance.grant_epoch(trial, self.epochs):
+                    # Unless that was its last epoch and it is about to end on its own.
+                    if process.wait(timeout=self.poll_s) is None:
+                        self._stop(process, watcher, trial, last, "budget", f"by the epochs budget after epoch {last}")
+                if new:
+                    self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
+                left = self.allowance.seconds_left()
+                if left <= 0 and process.poll() is None:
+                    self._stop(process, watcher, trial, last, "budget", "by the hours budget")
                 if code is not None:
                     break
         finally:
             process.stop(self.grace_s)
-        self.store.set_user_attr(trial, vocabulary.EPOCHS, trial.user_attrs.get(vocabulary.EPOCHS, 0) + epochs)
+            self.trained_until = time.time()
         if code != 0:
             raise TrialFailed(f"the trainer exited with status {code}")
         try:
             return objective_value(run_dir, objective, self.spec.direction)
         except ValueError as error:
             raise TrialFailed(str(error)) from None
+
+    def _stop(self, process: TrainingProcess, watcher: EpochWatcher, trial: optuna.Trial, epoch: int | None,
+              by: str, why: str) -> NoReturn:
+        """Stop the trainer; the epochs it finished meanwhile count as trained too."""
+        process.stop(self.grace_s)
+        self.trained_until = time.time()
+        self.epochs += len(watcher.new_epochs())
+        self._pruned(trial, epoch, by, why)
+
+    def _record_time(self, trial: optuna.Trial) -> None:
+        """The trial's training time, for the hours budget: the claim to the trainer's end."""
+        end = self.trained_until if self.trained_until is not None else time.time()
+        self.store.set_user_attr(trial, vocabulary.TRAIN_S, round(end - trial.datetime_start.timestamp(), 3))
+
+    def _pruned(self, trial: optuna.Trial, epoch: int | None, by: str, why: str) -> NoReturn:
+        if epoch is not None:
+            self.store.set_user_attr(trial, vocabulary.PRUNED_AT_EPOCH, epoch)
+        self.store.set_user_attr(trial, vocabulary.PRUNE_REASON, by)
+        self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
+        raise optuna.TrialPruned(why)
 
     def _fail(self, trial: optuna.Trial, reason: str, directory: Path, requeue: bool = False) -> None:
         self.store.set_user_attr(trial, vocabulary.FAIL_REASON, reason[:1000])
