@@ -5,36 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta
 
 import pytest
 import yaml
-from optuna.distributions import FloatDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from snakesweep.config import load_config
 from snakesweep.selection import select
 from snakesweep.study import load_study
 from snakesweep.trials import STOPPED, patience_stop, real_trials
 from tests.conftest import ROOT
-from tests.test_budget import project
+from tests.test_budget import frozen, project
 from tests.test_worker import finish, worker
 
-T0 = datetime(2025, 1, 1)
-
-
-def frozen(number, value, *, state=TrialState.COMPLETE):
-    """A trial as the storage returns it."""
-    start = T0 + timedelta(seconds=number)
-    return FrozenTrial(number=number, trial_id=number, state=state, value=value if state == TrialState.COMPLETE else None,
-                       values=None, datetime_start=start,
-                       datetime_complete=None if state == TrialState.RUNNING else start + timedelta(seconds=1),
-                       params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)}, user_attrs={},
-                       system_attrs={}, intermediate_values={})
-
-
 def stop_after(values, patience, min_delta=0.0, direction="maximize"):
-    trials = [frozen(i, v) if v is not None else frozen(i, None, state=TrialState.PRUNED) for i, v in enumerate(values)]
+    trials = [frozen(i, v) if v is not None else frozen(i, state=TrialState.PRUNED) for i, v in enumerate(values)]
     stop = patience_stop(trials, direction, patience, min_delta)
     return None if stop is None else (stop["after_trial"], stop["best_trial"])
 
@@ -52,9 +37,9 @@ def test_the_patience_rule(values, patience, min_delta, direction, expected):
 
 
 def test_a_trial_still_running_holds_the_decision_back_and_failed_ones_do_not_count():
-    trials = [frozen(0, 0.5), frozen(1, None, state=TrialState.RUNNING), frozen(2, 0.4), frozen(3, 0.4)]
+    trials = [frozen(0, 0.5), frozen(1, state=TrialState.RUNNING), frozen(2, 0.4), frozen(3, 0.4)]
     assert patience_stop(trials, "maximize", 2, 0.0) is None, "trial 1 may still beat trial 0"
-    trials[1] = frozen(1, None, state=TrialState.FAIL)
+    trials[1] = frozen(1, state=TrialState.FAIL)
     stop = patience_stop(trials, "maximize", 2, 0.0)
     assert (stop["after_trial"], stop["best_trial"]) == (3, 0)
 
