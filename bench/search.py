@@ -42,6 +42,7 @@ Reported per method, median over seeds with min-max:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -160,7 +161,7 @@ def run(problem: str, method: str, seed: int, root: Path, args: Any) -> dict[str
             records = trial_records(worker)
             if sum(r["epochs"] for r in records) >= limit:
                 break
-            worker.budget = sum(r["state"] != "FAIL" for r in records) + 1
+            worker.limits = dataclasses.replace(worker.limits, n_trials=sum(r["state"] != "FAIL" for r in records) + 1)
             worker.run()
         wall = time.monotonic() - started
     finally:

@@ -85,6 +85,13 @@ def test_rerunning_only_what_is_stale(tmp_path, env):
             path.write_text(text)
     assert planned_rules(tmp_path, env) == {}
 
+    # Budgets and patience are not part of the study: the same study, its workers decide again.
+    for change in ({"n_trials": None, "budget": {"epochs": 1000}}, {"budget": {"hours": 2.0}}, {"patience": 5}):
+        saved_config = (tmp_path / "config" / "config.yaml").read_text()
+        edit_config(tmp_path, study=change)
+        assert set(planned_rules(tmp_path, env)) == after_study, change
+        (tmp_path / "config" / "config.yaml").write_text(saved_config)
+
     edit_config(tmp_path, retrain={"seeds": [1, 2, 3]})
     assert planned_rules(tmp_path, env) == {"retrain": 1, "evaluate": 1, "test_metrics": 1, "report": 1, "all": 1}
     config = read_config(tmp_path)

@@ -41,13 +41,17 @@ def _value(value: float | None) -> str:
 
 def format_status(state: Status) -> str:
     counts = state.counts
+    of_budget = f"/{state.budget}" if state.budget is not None else ""
     lines = [
         f"study    {state.study}",
         f"storage  {state.storage}",
-        f"trials   {state.finished}/{state.budget} finished ({counts['complete']} complete, "
+        f"trials   {state.finished}{of_budget} finished ({counts['complete']} complete, "
         f"{counts['pruned']} pruned), {counts['failed']} failed, {counts['running']} running, "
         f"{counts['waiting']} waiting",
     ]
+    compute = _compute_budget(state)
+    if compute:
+        lines.append(f"budget   {compute}")
     if state.best:
         params = ", ".join(f"{k}={_param(v)}" for k, v in state.best["params"].items())
         lines.append(f"best     {state.metric} {_value(state.best['value'])} ({state.direction}) "
@@ -68,12 +72,16 @@ def format_status(state: Status) -> str:
             lines.append(("running  " if i == 0 else "         ") + ", ".join(parts))
     else:
         lines.append("running  none")
+    if state.stopped == "patience" and state.patience_stop:
+        stop = state.patience_stop
+        lines.append(f"stopped  by patience: {stop['patience']} finished trials in a row did not beat trial "
+                     f"{stop['best_trial']} by more than {stop['min_delta']:g}")
     if state.done:
-        lines.append(f"speed    {_rate(state.trials_per_hour)}; the budget is reached")
+        why = "stopped by patience" if state.stopped == "patience" else "the budget is reached"
+        lines.append(f"speed    {_rate(state.trials_per_hour)}; {why}")
     elif state.trials_per_hour:
-        left = state.budget - state.finished
         lines.append(f"speed    {_rate(state.trials_per_hour)} over {duration(state.busy_s)}; "
-                     f"about {duration(state.left_s)} left for {left} more trial{'s' if left != 1 else ''}")
+                     f"about {duration(state.left_s)} left {_what_is_left(state)}")
     else:
         lines.append("speed    - (no trial finished yet)")
     return "\n".join(lines)
@@ -92,6 +100,33 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
+
+
+def _compute_budget(state: Status) -> str:
+    """`412/2000 epochs used, 1588 left (binds); 0.51/10 trial hours`: the binding unit first."""
+    parts = []
+    for unit, name, digits in (("epochs", "epochs", 12), ("hours", "trial hours", 3)):
+        limit = state.limits.get(unit)
+        if limit is None:
+            continue
+        used = state.used[unit]
+        text = f"{used:.{digits}g}/{limit:g} {name} used, {max(limit - used, 0):.{digits}g} left"
+        if state.binding == unit:
+            parts.insert(0, text + " (binds)")
+        else:
+            parts.append(text)
+    return "; ".join(parts)
+
+
+def _what_is_left(state: Status) -> str:
+    if state.binding == "epochs":
+        left = state.limits["epochs"] - state.used["epochs"]
+        return f"for {left:g} more epoch{'s' if left != 1 else ''}"
+    if state.binding == "hours":
+        running = state.counts["running"]
+        return f"for {state.limits['hours'] - state.used['hours']:.3g} trial hours, {running} trials running"
+    left = state.budget - state.finished if state.budget is not None else 0
+    return f"for {left} more trial{'s' if left != 1 else ''}"
 
 
 def _rate(rate: float | None) -> str:

@@ -68,6 +68,9 @@ class StudyStore:
     def frozen(self, trial: optuna.Trial | FrozenTrial) -> FrozenTrial:
         return self.call(self.storage.get_trial, trial_id(trial))
 
+    def study_attr(self, key: str) -> Any:
+        return self.call(lambda: self.study.user_attrs.get(key))
+
     # -- writing ----------------------------------------------------------------------------
     def ask(self) -> optuna.Trial:
         return self.call(self.study.ask)
@@ -84,6 +87,9 @@ class StudyStore:
 
     def set_system_attr(self, trial: optuna.Trial | FrozenTrial, key: str, value: Any) -> None:
         self.call(self.storage.set_trial_system_attr, trial_id(trial), key, value)
+
+    def set_study_attr(self, key: str, value: Any) -> None:
+        self.call(self.study.set_user_attr, key, value)
 
     def report(self, trial: optuna.Trial, value: float, step: int) -> bool:
         """Report an intermediate value; whether the pruner stops the trial there."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ from snakesweep import storage as storages
 from snakesweep.errors import UserError
 from snakesweep.paths import Paths
 from snakesweep.render import render
-from snakesweep.study import StudySpec, load_study, n_trials, study_spec
+from snakesweep.study import StudySpec, limits, load_study, study_spec
 from snakesweep.trialfiles import stage_json
-from snakesweep.trials import best_trial, count_trials
+from snakesweep.trials import STOPPED, best_trial, count_trials, usage
 from snakesweep.view import render_params, trials_table
 
 
@@ -22,6 +23,8 @@ def best_summary(config: Mapping[str, Any], spec: StudySpec, study: optuna.Study
     """What results/best_params.json says: the answer first, then what explains it."""
     trials = study.get_trials(deepcopy=False)
     counts = count_trials(trials)
+    spent = usage(trials, time.time())
+    budget = limits(spec, config)
     best = best_trial(trials, spec.direction)
     paths = Paths.of(config)
     if best is None:
@@ -40,8 +43,11 @@ def best_summary(config: Mapping[str, Any], spec: StudySpec, study: optuna.Study
         "trial_dir": str(paths.trial_dir(spec.name, best.number)),
         "study": spec.name,
         "storage": storages.mask(storages.storage_url(config)),
-        "n_trials": n_trials(spec, config),
+        "n_trials": budget.n_trials,
         "counts": {"complete": counts.complete, "pruned": counts.pruned, "failed": counts.failed},
+        "stopped": budget.stop_reason(spent, study.user_attrs.get(STOPPED)),
+        "budget": budget.to_dict(),
+        "used": {"trials": spent.finished, "epochs": spent.epochs, "hours": spent.seconds / 3600},
     }
 
 

@@ -20,6 +20,7 @@ from snakesweep.optuna_api import SweepGridSampler
 from snakesweep.optuna_json import build, load_optuna_json
 from snakesweep.space import SearchSpace
 from snakesweep.space_parsing import load_space
+from snakesweep.trials import Limits
 
 ATTR_FINGERPRINT = "snakesweep:fingerprint"
 ATTR_DEFINITION = "snakesweep:definition"
@@ -141,16 +142,29 @@ def study_spec(config: Mapping[str, Any]) -> StudySpec:
     )
 
 
-def n_trials(spec: StudySpec, config: Mapping[str, Any]) -> int:
-    """The study's budget of finished trials: the config's, or the grid's size."""
+def n_trials(spec: StudySpec, config: Mapping[str, Any]) -> int | None:
+    """The study's budget of finished trials: the config's, or the grid's size; None under a compute budget."""
     configured = config["study"]["n_trials"]
     if configured is not None:
         return configured
     if spec.space.grid_size is not None:
         return spec.space.grid_size
+    budget = config["study"]["budget"]
+    if budget["epochs"] is not None or budget["hours"] is not None:
+        return None
     raise UserError(
-        "no trial budget: the space is not a grid", file="config", field="study.n_trials", fix="set study.n_trials"
+        "no budget: the space is not a grid, and neither a number of trials nor a compute budget is set",
+        file="config",
+        field="study.n_trials",
+        fix="set study.n_trials, or study.budget.epochs or study.budget.hours",
     )
+
+
+def limits(spec: StudySpec, config: Mapping[str, Any]) -> Limits:
+    """When the study stops. Not part of its fingerprint: raising a limit continues the same study."""
+    study = config["study"]
+    return Limits(n_trials=n_trials(spec, config), epochs=study["budget"]["epochs"], hours=study["budget"]["hours"],
+                  patience=study["patience"], min_delta=float(study["min_delta"]))
 
 
 def create_study(config: Mapping[str, Any], spec: StudySpec | None = None) -> optuna.Study:

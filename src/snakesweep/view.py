@@ -22,7 +22,8 @@ from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
 from snakesweep.paths import REPEAT_PREFIX, Paths, run_dirs
-from snakesweep.study import StudySpec, load_study, n_trials, study_spec
+from snakesweep.study import StudySpec, limits, load_study, study_spec
+from snakesweep.trials import Limits, Usage
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
 
 _STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
@@ -30,7 +31,7 @@ STATES = tuple(name.lower() for name in _STATE_ORDER)  # what `snakesweep trials
 TABLE_COLUMNS = [
     "number", "state", "value", "duration_s",
     vocabulary.WORKER, vocabulary.EPOCHS, vocabulary.RESUMED_FROM_EPOCH, vocabulary.PRUNED_AT_EPOCH,
-    vocabulary.FAIL_REASON,
+    vocabulary.PRUNE_REASON, vocabulary.FAIL_REASON,
 ]
 
 
@@ -82,7 +83,7 @@ class Status:
     storage: str
     metric: str
     direction: str
-    budget: int
+    budget: int | None
     counts: dict[str, int]
     finished: int
     best: dict[str, Any] | None
@@ -91,10 +92,18 @@ class Status:
     busy_s: float = 0.0
     trials_per_hour: float | None = None
     left_s: float | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+    used: dict[str, float] = field(default_factory=dict)
+    """Trials finished, epochs trained, trial hours, running trials included."""
+    binding: str | None = None
+    """The limit nearest to being spent: n_trials, epochs or hours."""
+    stopped: str | None = None
+    """Why the study stopped: n_trials, epochs, hours or patience; None while it goes on."""
+    patience_stop: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
-        return self.finished >= self.budget
+        return self.stopped is not None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,7 +117,10 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     now = now or datetime.now()
     trials = vocabulary.real_trials(study.get_trials(deepcopy=False))
     counts = vocabulary.count_trials(trials)
-    budget = n_trials(spec, config)
+    budget = limits(spec, config)
+    spent = vocabulary.usage(trials, now.timestamp())
+    recorded = study.user_attrs.get(vocabulary.STOPPED)
+    stopped = budget.stop_reason(spent, recorded)
     key = curve_key(config)
     best = None
     trial = vocabulary.best_trial(trials, spec.direction)
@@ -118,14 +130,13 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     running.sort(key=lambda r: (r.worker if r.worker is not None else math.inf, r.number))
     busy = busy_seconds(trials, now)
     rate = counts.finished / (busy / 3600) if counts.finished and busy > 0 else None
-    remaining = max(budget - counts.finished, 0)
-    left = remaining / rate * 3600 if rate else None
+    binding = budget.binding(spent)
     return Status(
         study=spec.name,
         storage=storages.mask(storages.storage_url(config)),
         metric=config["objective"]["metric"],
         direction=spec.direction,
-        budget=budget,
+        budget=budget.n_trials,
         counts=asdict(counts),
         finished=counts.finished,
         best=best,
@@ -133,8 +144,28 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
         curve_key=key,
         busy_s=busy,
         trials_per_hour=rate,
-        left_s=left if remaining else 0.0,
+        left_s=0.0 if stopped else time_left(budget, binding, spent, busy, config["workers"]["count"]),
+        limits=budget.to_dict(),
+        used={"trials": spent.finished, "epochs": spent.epochs, "hours": spent.seconds / 3600},
+        binding=binding,
+        stopped=stopped,
+        patience_stop=recorded if stopped == "patience" else None,
     )
+
+
+def time_left(budget: Limits, binding: str | None, spent: Usage, busy_s: float, workers: int) -> float | None:
+    """Seconds until the binding limit is reached, at the pace so far (hours: with the trials running)."""
+    if binding == "hours" and budget.hours is not None:
+        return max(3600 * budget.hours - spent.seconds, 0.0) / max(spent.running or workers, 1)
+    if binding == "n_trials" and budget.n_trials is not None:
+        done, total = spent.finished, budget.n_trials
+    elif binding == "epochs" and budget.epochs is not None:
+        done, total = spent.epochs, budget.epochs
+    else:
+        return None
+    if done >= total:
+        return 0.0
+    return (total - done) / done * busy_s if done and busy_s > 0 else None
 
 
 def _running(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: str | None,

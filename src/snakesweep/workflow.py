@@ -1,4 +1,4 @@
-"""What the Snakefile needs to know before it builds the DAG: names, paths, budget, early checks."""
+"""What the Snakefile needs to know before it builds the DAG: names, paths, budgets, early checks."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from snakesweep.config import validate_config
 from snakesweep.errors import UserError, one_line
 from snakesweep.final import check_test_data
 from snakesweep.paths import Paths
-from snakesweep.study import check_start_points, jsonnet_files, make_pruner, make_sampler, n_trials, study_spec
+from snakesweep.study import check_start_points, jsonnet_files, limits, make_pruner, make_sampler, study_spec
 
 
 @dataclass(frozen=True)
 class Plan:
     study_name: str
-    n_trials: int
+    n_trials: int | None
+    budget: dict[str, Any]
+    """Every limit of the study (trials, epochs, hours, patience): a changed one reruns the workers."""
     inputs: list[str]
     paths: Paths
 
@@ -37,7 +39,9 @@ def plan(config: dict[str, Any]) -> Plan:
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]
     if config["study"]["optuna"]:
         inputs.append(config["study"]["optuna"])
-    return Plan(study_name=spec.name, n_trials=n_trials(spec, config), inputs=inputs, paths=Paths.of(config))
+    budget = limits(spec, config)
+    return Plan(study_name=spec.name, n_trials=budget.n_trials, budget=budget.to_dict(), inputs=inputs,
+                paths=Paths.of(config))
 
 
 def refuse_sqlite_on_cluster(config: Mapping[str, Any]) -> None:

@@ -4,8 +4,10 @@ rule worker:
     output:
         PATHS.worker_summary(STUDY, "{worker}"),
     params:
-        # A larger budget reruns the workers, which add only the missing trials.
+        # A larger budget (trials, epochs, hours) reruns the workers, which add only what is missing;
+        # a changed patience decides the stop again.
         n_trials=PLAN.n_trials,
+        budget=PLAN.budget,
     threads: config["workers"]["threads"]
     resources:
         mem_mb=config["workers"]["mem_mb"],

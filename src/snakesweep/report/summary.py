@@ -145,7 +145,8 @@ def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) 
         rows.append(["Test metrics", f"no key matches {summary['metric']}: see the table below"])
     else:
         rows.append(["Test metrics", "not yet: retraining has not finished"])
-    rows.append(["Trials", f"{finished} of {summary['budget']} finished: {counts['complete']} complete, "
+    of_budget = f" of {summary['budget']}" if summary["budget"] is not None else ""
+    rows.append(["Trials", f"{finished}{of_budget} finished: {counts['complete']} complete, "
                  f"{counts['pruned']} pruned; {counts['failed']} failed"
                  + (f", {counts['running']} running" if counts["running"] else "")])
     if compute["epochs_without_pruning"] is not None:

@@ -55,7 +55,7 @@ class Sweep:
         return self.spec.direction == "minimize"
 
     @property
-    def budget(self) -> int:
+    def budget(self) -> int | None:
         return n_trials(self.spec, self.config)
 
     def of_state(self, *states: TrialState) -> list[FrozenTrial]:

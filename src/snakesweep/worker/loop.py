@@ -1,9 +1,9 @@
-"""A worker: runs trials until the study holds its budget of finished trials, counted over all workers.
+"""A worker: runs trials until the study reaches one of its limits, counted over all workers.
 
 Exactness without a lock: a worker claims a trial by creating it (trial numbers are handed out in
-creation order by every storage), then applies the budget rule (`trials.claim_is_surplus`). A
+creation order by every storage), then applies the budget rules (`trials.claim_refusal`). A
 surplus claim is closed at once, marked, and never trained, so the study never holds more
-finished trials than asked for.
+finished trials than asked for; epochs and hours are granted as trials go (worker/allowance.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from snakesweep.launchers import Launcher, make_launcher
 from snakesweep.optuna_api import StudyStore
 from snakesweep.paths import Paths
 from snakesweep.process_env import assign_gpu, limit_threads
-from snakesweep.study import StudySpec, load_study, n_trials, study_spec
+from snakesweep.study import StudySpec, limits, load_study, study_spec
+from snakesweep.trials import Limits, Usage
+from snakesweep.worker.allowance import Allowance
 from snakesweep.worker.liveness import Liveness, StopSignals
 from snakesweep.worker.trial_run import TrialRun
 from snakesweep.worker.weights import WeightKeeper
@@ -41,12 +43,12 @@ class Worker:
     index: int = 0
     threads: int | None = None
     spec: StudySpec = field(init=False)
-    budget: int = field(init=False)
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
         self.threads = self.threads or self.config["workers"]["threads"]
         self.spec = study_spec(self.config)
-        self.budget = n_trials(self.spec, self.config)
+        self.limits = limits(self.spec, self.config)
         self.workers_cfg = self.config["workers"]
         url = storages.storage_url(self.config)
         heartbeat_s = self.config["study"]["heartbeat_s"]
@@ -59,13 +61,15 @@ class Worker:
                                     self.spec.direction, self.config["trials"]["keep_weights"])
         self.liveness = Liveness(self.store, self.index, heartbeat_s, url, self.weights.before_requeue)
         self.ran: list[dict[str, Any]] = []
+        self.stopped: str | None = None
 
     def trial_run(self) -> TrialRun:
-        return TrialRun(self.config, self.spec, self.store, self.launcher, self.liveness, self.signals,
-                        self.weights, worker=self.index, threads=self.threads, budget=self.budget)
+        allowance = Allowance(self.store, self.limits, self.spec.direction)
+        return TrialRun(self.config, self.spec, self.store, self.launcher, self.liveness, self.signals, allowance,
+                        self.weights, worker=self.index, threads=self.threads)
 
     def run(self) -> dict[str, Any]:
-        """Run trials until the study holds `budget` finished trials; return the worker's summary."""
+        """Run trials until the study reaches a limit or patience stops it; return the worker's summary."""
         # We drive heartbeats ourselves around ask/tell; Optuna warns as if we forgot them.
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -78,21 +82,23 @@ class Worker:
         trial_run = self.trial_run()
         with self.signals.installed():
             self.liveness.recover_own_stale_trials()
-            while True:
+            self.stopped = self._recorded_stop()
+            while self.stopped is None:
                 self.signals.check()
-                counts = vocabulary.count_trials(self.liveness.trials_after_stale_check())
-                if counts.finished >= self.budget:
+                trials = self.liveness.trials_after_stale_check()
+                usage = vocabulary.usage(trials, time.time())
+                self.stopped = self.limits.reached(usage) or self._patience(trials)
+                if self.stopped:
                     break
                 if time_limit is not None and time.monotonic() - started > 60 * time_limit:
                     raise UserError(
-                        f"worker {self.index} reached its time limit with {counts.finished}/{self.budget} "
-                        "trials finished",
+                        f"worker {self.index} reached its time limit: {self._progress(usage)}",
                         file="config",
                         field="workers.time_limit_min",
                         fix="run the workflow again to continue the study, or raise the limit",
                     )
-                if counts.finished + counts.running >= self.budget:
-                    # Every missing trial is being trained elsewhere; one may still fail or go stale.
+                if self.limits.full(usage):
+                    # What is left is held by running trials; one may still fail, stop early or go stale.
                     time.sleep(self.workers_cfg["poll_s"])
                     continue
                 record = trial_run.run()
@@ -115,13 +121,49 @@ class Worker:
                     )
         return self.summary()
 
+    def _recorded_stop(self) -> str | None:
+        """A patience stop recorded under today's setting stands; under another, it is decided again."""
+        recorded = self.store.study_attr(vocabulary.STOPPED)
+        if not recorded:
+            return None
+        if self.limits.patience is not None and vocabulary.same_patience(recorded, self.limits):
+            return "patience"
+        self.store.set_study_attr(vocabulary.STOPPED, None)
+        return None
+
+    def _patience(self, trials: list[optuna.trial.FrozenTrial]) -> str | None:
+        if self.limits.patience is None:
+            return None
+        stop = vocabulary.patience_stop(trials, self.spec.direction, self.limits.patience, self.limits.min_delta)
+        if stop is None:
+            return None
+        self.store.set_study_attr(vocabulary.STOPPED, stop)
+        log.info("patience: %d finished trials in a row did not beat trial %d's value by more than %g; "
+                 "the study stops", stop["patience"], stop["best_trial"], stop["min_delta"])
+        return "patience"
+
+    def _progress(self, usage: Usage) -> str:
+        """What is spent of each limit: `finished 3/10 trials, 41/100 epochs, 0.2/1 hours`."""
+        limit = f"/{self.limits.n_trials}" if self.limits.n_trials is not None else ""
+        parts = [f"finished {usage.finished}{limit} trials"]
+        if self.limits.epochs is not None:
+            parts.append(f"{usage.epochs}/{self.limits.epochs} epochs")
+        if self.limits.hours is not None:
+            parts.append(f"{usage.seconds / 3600:.3g}/{self.limits.hours:g} hours")
+        return ", ".join(parts)
+
     def summary(self) -> dict[str, Any]:
-        counts = vocabulary.count_trials(self.store.trials())
+        trials = self.store.trials()
+        counts = vocabulary.count_trials(trials)
+        usage = vocabulary.usage(trials, time.time())
         return {
             "study": self.spec.name,
             "worker": self.index,
-            "budget": self.budget,
+            "budget": self.limits.to_dict(),
+            "stopped": self.stopped,
             "finished": counts.finished,
+            "epochs": usage.epochs,
+            "hours": usage.seconds / 3600,
             "counts": counts.__dict__,
             "trials": self.ran,
         }
@@ -130,11 +172,10 @@ class Worker:
         trials = self.store.trials()  # one read for the best and the counts
         best = vocabulary.best_trial(trials, self.spec.direction)
         best_text = f"best {best.value:.6g} (trial {best.number})" if best else "best -"
-        counts = vocabulary.count_trials(trials)
         value = f" value {record['value']:.6g}" if "value" in record else ""
         reason = f" ({record['reason']})" if record.get("reason") else ""
         log.info(
-            "trial %d %s%s%s params %s in %.1fs; %s; finished %d/%d",
+            "trial %d %s%s%s params %s in %.1fs; %s; %s",
             record["number"], record["state"], value, reason, json.dumps(record["params"]),
-            record["seconds"], best_text, counts.finished, self.budget,
+            record["seconds"], best_text, self._progress(vocabulary.usage(trials, time.time())),
         )

@@ -8,7 +8,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.trial import TrialState
@@ -24,6 +24,7 @@ from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec
 from snakesweep.trialfiles import EpochWatcher, epoch_file, log_tail, write_json
+from snakesweep.worker.allowance import Allowance
 from snakesweep.worker.liveness import Liveness, StopSignals
 from snakesweep.worker.resume import Resumed, Resumer, Run
 from snakesweep.worker.weights import WeightKeeper
@@ -39,8 +40,8 @@ class TrialRun:
     """Runs one trial of the study for a worker; `run()` returns the trial's record, or None."""
 
     def __init__(self, config: Mapping[str, Any], spec: StudySpec, store: StudyStore, launcher: Launcher,
-                 liveness: Liveness, signals: StopSignals, weights: WeightKeeper, *, worker: int, threads: int,
-                 budget: int) -> None:
+                 liveness: Liveness, signals: StopSignals, allowance: Allowance, weights: WeightKeeper, *,
+                 worker: int, threads: int) -> None:
         self.config = config
         self.spec = spec
         self.store = store
@@ -50,7 +51,9 @@ class TrialRun:
         self.weights = weights
         self.worker = worker
         self.threads = threads
-        self.budget = budget
+        self.allowance = allowance
+        self.epochs = 0  # trained by the current trial, over its repeats (not those carried over)
+        self.trained_until: float | None = None  # when its trainer ended
         self.paths = Paths.of(config)
         self.poll_s = config["workers"]["poll_s"]
         self.grace_s = config["launcher"]["grace_s"]
@@ -71,16 +74,18 @@ class TrialRun:
         # Marked at once: a claim whose worker dies right here is found stale like any other.
         self.store.set_system_attr(trial, vocabulary.HEARTBEAT, time.time())
         self.store.set_user_attr(trial, vocabulary.WORKER, self.worker)
-        if vocabulary.claim_is_surplus(trial.number, self.store.trials(), self.budget):
+        if self.allowance.refuse_claim(trial) is not None:
             self.store.set_system_attr(trial, vocabulary.SURPLUS, True)
             self.store.tell(trial, state=TrialState.FAIL)
             return None
+        self.epochs = 0
+        self.trained_until = None
         started = time.monotonic()
         directory = self.paths.trial_dir(self.spec.name, trial.number)
         record: dict[str, Any] = {"number": trial.number, "log": str(directory / "train.log")}
         with self.liveness.heartbeat(trial):
             try:
-                value = self._train(trial, directory)
+                value = self._timed_train(trial, directory)
             except optuna.TrialPruned as pruned:
                 self.store.tell(trial, state=TrialState.PRUNED)
                 record.update(state="PRUNED", reason=str(pruned))
@@ -106,6 +111,18 @@ class TrialRun:
         record["params"] = trial.params
         return record
 
+    def _timed_train(self, trial: optuna.Trial, directory: Path) -> float:
+        """Train, then record the training time (for the hours budget) whatever the outcome."""
+        try:
+            value = self._train(trial, directory)
+        except (storages.StorageUnreachable, optuna.exceptions.UpdateFinishedTrialError):
+            raise  # the trial can no longer be written to
+        except BaseException:
+            self._record_time(trial)
+            raise
+        self._record_time(trial)
+        return value
+
     def _train(self, trial: optuna.Trial, directory: Path) -> float:
         params = self.store.suggest(trial, self.spec.space.suggest)
         if directory.exists():
@@ -121,6 +138,10 @@ class TrialRun:
         repeats = self.config["study"]["repeats"]
         values = []
         for repeat in range(repeats):
+            if repeat and not self.allowance.grant_epoch(trial, self.epochs):
+                self._pruned(trial, None, "budget", "by the epochs budget before its next repeat")
+            if repeat and self.allowance.seconds_left() <= 0:
+                self._pruned(trial, None, "budget", "by the hours budget before its next repeat")
             run = run_dir(directory, repeat, repeats)
             run.mkdir(exist_ok=True)
             seed = base_seed + repeat
@@ -147,42 +168,53 @@ class TrialRun:
 
     def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, prune: bool,
                     resumed: Resumed | None) -> float:
+        """Train one run, reporting each epoch; between epochs, the pruner and the budgets may stop it."""
         objective = self.config["objective"]
         intermediate = objective["intermediate"] if prune else None
         check = epoch_check(objective, report=prune,
                             final_key_in_epochs=self.launcher.final_key_in_epoch_files(objective["metric"]))
         carried = resumed.carried if resumed else {}
-        epochs = 0
         if intermediate:  # the pruner sees one curve: the epochs carried over first, as if just trained
             for epoch, metrics in sorted(carried.items()):
-                self._report(trial, intermediate, metrics, epoch, run_dir, epochs)
+                if self._report(trial, intermediate, metrics, epoch, run_dir):
+                    self._pruned(trial, epoch, "pruner", f"at epoch {epoch}")
         process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
                                       log_path=run_dir / "train.log", threads=self.threads, env={},
                                       resume_epoch=resumed.epoch if resumed else 0)
         watcher = EpochWatcher(run_dir, seen=carried)
+        last: int | None = None
+        left = self.allowance.seconds_left()
         try:
             while True:
-                code = process.wait(timeout=self.poll_s)
+                code = process.wait(timeout=max(0.0, min(self.poll_s, left)))  # wake when the hours run out
                 self.signals.check()
-                for epoch, metrics in watcher.new_epochs():
-                    epochs += 1
+                new = watcher.new_epochs()
+                self.epochs += len(new)
+                for epoch, metrics in new:
+                    last = epoch
                     try:
                         check(metrics, str(epoch_file(run_dir, epoch)))
                     except ValueError as error:  # NaN, inf, not a number: the trainer is stopped below
-                        self._add_epochs(trial, epochs)
+                        self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
                         raise TrialFailed(str(error)) from None
-                    if intermediate:
-                        self._report(trial, intermediate, metrics, epoch, run_dir, epochs, process)
+                    if intermediate and self._report(trial, intermediate, metrics, epoch, run_dir):
+                        self._stop(process, watcher, trial, epoch, "pruner", f"at epoch {epoch}")
+                if new and code is None and not self.allowance.grant_epoch(trial, self.epochs):
+                    # Unless that was its last epoch and it is about to end on its own.
+                    if process.wait(timeout=self.poll_s) is None:
+                        self._stop(process, watcher, trial, last, "budget", f"by the epochs budget after epoch {last}")
+                if new:
+                    self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
+                left = self.allowance.seconds_left()
+                if left <= 0 and process.poll() is None:
+                    self._stop(process, watcher, trial, last, "budget", "by the hours budget")
                 if code is not None:
                     break
             if code < 0:  # killed by a signal: one that reached this worker too (a job's end) comes first
                 self.signals.check_soon()
-        except Interrupted:
-            self._add_epochs(trial, epochs)
-            raise
         finally:
             process.stop(self.grace_s)
-        self._add_epochs(trial, epochs)
+            self.trained_until = time.time()
         if code != 0:
             raise TrialFailed(f"the trainer exited with status {code}")
         try:
@@ -190,20 +222,29 @@ class TrialRun:
         except ValueError as error:
             raise TrialFailed(str(error)) from None
 
-    def _report(self, trial: optuna.Trial, key: str, metrics: Mapping[str, Any], epoch: int, run_dir: Path,
-                epochs: int, process: TrainingProcess | None = None) -> None:
-        """Report one epoch to the pruner; stop the trainer and raise TrialPruned when it says so."""
-        value = metric_from(metrics, key, str(epoch_file(run_dir, epoch)))
-        if self.store.report(trial, value, epoch):
-            if process is not None:
-                process.stop(self.grace_s)
-            self.store.set_user_attr(trial, vocabulary.PRUNED_AT_EPOCH, epoch)
-            self._add_epochs(trial, epochs)
-            raise optuna.TrialPruned(f"at epoch {epoch}")
+    def _report(self, trial: optuna.Trial, key: str, metrics: Mapping[str, Any], epoch: int, run_dir: Path) -> bool:
+        """Report one epoch to the pruner; whether it stops the trial there."""
+        return self.store.report(trial, metric_from(metrics, key, str(epoch_file(run_dir, epoch))), epoch)
 
-    def _add_epochs(self, trial: optuna.Trial, epochs: int) -> None:
-        """The epochs this attempt trained, over its repeats (not those carried over)."""
-        self.store.set_user_attr(trial, vocabulary.EPOCHS, trial.user_attrs.get(vocabulary.EPOCHS, 0) + epochs)
+    def _stop(self, process: TrainingProcess, watcher: EpochWatcher, trial: optuna.Trial, epoch: int | None,
+              by: str, why: str) -> NoReturn:
+        """Stop the trainer; the epochs it finished meanwhile count as trained too."""
+        process.stop(self.grace_s)
+        self.trained_until = time.time()
+        self.epochs += len(watcher.new_epochs())
+        self._pruned(trial, epoch, by, why)
+
+    def _record_time(self, trial: optuna.Trial) -> None:
+        """The trial's training time, for the hours budget: the claim to the trainer's end."""
+        end = self.trained_until if self.trained_until is not None else time.time()
+        self.store.set_user_attr(trial, vocabulary.TRAIN_S, round(end - trial.datetime_start.timestamp(), 3))
+
+    def _pruned(self, trial: optuna.Trial, epoch: int | None, by: str, why: str) -> NoReturn:
+        if epoch is not None:
+            self.store.set_user_attr(trial, vocabulary.PRUNED_AT_EPOCH, epoch)
+        self.store.set_user_attr(trial, vocabulary.PRUNE_REASON, by)
+        self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
+        raise optuna.TrialPruned(why)
 
     def _fail(self, trial: optuna.Trial, reason: str, directory: Path, requeue: bool = False) -> None:
         self.store.set_user_attr(trial, vocabulary.FAIL_REASON, reason[:1000])
