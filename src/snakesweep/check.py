@@ -15,6 +15,7 @@ from snakesweep.config import load_config
 from snakesweep.errors import UserError
 from snakesweep.launchers import make_launcher
 from snakesweep.study import StudySpec, make_pruner, make_sampler, study_spec
+from snakesweep.tracking import target
 
 
 def sample_point(spec: StudySpec, seed: int = 0) -> dict[str, Any]:
@@ -56,6 +57,12 @@ def check_storage(config: Mapping[str, Any]) -> str:
             fix="check the server, the URL and the credentials in the environment",
         ) from None
     return storages.mask(url)
+
+
+def _tracking(config: Mapping[str, Any], study: str) -> str:
+    """Where MLflow runs go (masked), without contacting MLflow: an outage never stops a sweep."""
+    where = target(config, study)
+    return "off" if where is None else f"MLflow at {where.masked_uri()}, experiment {where.experiment}"
 
 
 def _writable(path: Path) -> bool:
@@ -112,4 +119,6 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
         step("model config", jsonnet)
     step("test data", test_data)
     step("storage", lambda: check_storage(state["config"]))
+    if "spec" in state:
+        step("tracking", lambda: _tracking(state["config"], state["spec"].name))
     return 1 if failures else 0

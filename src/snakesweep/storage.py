@@ -34,20 +34,27 @@ def default_url(config: Mapping[str, Any]) -> str:
 
 def storage_url(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> str:
     """The storage URL with environment variables expanded: `${OPTUNA_STORAGE}`, `${DB_PASSWORD}`."""
-    url = config["study"]["storage"] or default_url(config)
+    return expand_variables(config["study"]["storage"] or default_url(config), field="study.storage", environ=environ)
+
+
+def expand_variables(text: str, *, field: str, environ: Mapping[str, str] = os.environ) -> str:
+    """`${NAME}` and `$NAME` in a URL from config replaced by the environment's values.
+
+    Secrets stay out of config files this way; an unset variable is a user error naming `field`.
+    """
 
     def expand(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
         if name not in environ:
             raise UserError(
-                f"the storage URL names the environment variable {name}, which is not set",
+                f"the URL names the environment variable {name}, which is not set",
                 file="config",
-                field="study.storage",
+                field=field,
                 fix=f"export {name}=... before running",
             )
         return environ[name]
 
-    expanded = _ENV_REFERENCE.sub(expand, url)
+    expanded = _ENV_REFERENCE.sub(expand, text)
     if _ENV_REFERENCE.search(expanded):
         # One level of indirection (`${OPTUNA_STORAGE}` holding `${DB_PASSWORD}`) is expanded too.
         expanded = _ENV_REFERENCE.sub(expand, expanded)

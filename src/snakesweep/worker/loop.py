@@ -25,6 +25,7 @@ from snakesweep.launchers import Launcher, make_launcher
 from snakesweep.optuna_api import StudyStore
 from snakesweep.process_env import assign_gpu, limit_threads
 from snakesweep.study import StudySpec, load_study, n_trials, study_spec
+from snakesweep.tracking import Listener, listening
 from snakesweep.worker.liveness import Liveness, StopSignals
 from snakesweep.worker.trial_run import TrialRun
 
@@ -56,9 +57,9 @@ class Worker:
         self.liveness = Liveness(self.store, self.index, heartbeat_s, url)
         self.ran: list[dict[str, Any]] = []
 
-    def trial_run(self) -> TrialRun:
+    def trial_run(self, tracker: Listener | None = None) -> TrialRun:
         return TrialRun(self.config, self.spec, self.store, self.launcher, self.liveness, self.signals,
-                        worker=self.index, threads=self.threads, budget=self.budget)
+                        worker=self.index, threads=self.threads, budget=self.budget, tracker=tracker)
 
     def run(self) -> dict[str, Any]:
         """Run trials until the study holds `budget` finished trials; return the worker's summary."""
@@ -69,9 +70,13 @@ class Worker:
         limit_threads(self.threads)
         self.launcher.prepare()
         started = time.monotonic()
+        with listening(self.config, self.spec.name, f"worker-{self.index}", ship="live") as tracker:
+            self._run_trials(self.trial_run(tracker), started)
+        return self.summary()
+
+    def _run_trials(self, trial_run: TrialRun, started: float) -> None:
         time_limit = self.workers_cfg["time_limit_min"]
         consecutive_failures = 0
-        trial_run = self.trial_run()
         with self.signals.installed():
             self.liveness.recover_own_stale_trials()
             while True:
@@ -108,7 +113,6 @@ class Worker:
                         field="workers.max_failures",
                         fix="fix the trainer or the config, then run again",
                     )
-        return self.summary()
 
     def summary(self) -> dict[str, Any]:
         counts = vocabulary.count_trials(self.store.trials())

@@ -22,6 +22,7 @@ from snakesweep.paths import Paths
 from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec
+from snakesweep.tracking import Listener
 from snakesweep.trialfiles import EpochWatcher, log_tail, write_json
 from snakesweep.worker.liveness import Liveness, StopSignals
 
@@ -36,7 +37,8 @@ class TrialRun:
     """Runs one trial of the study for a worker; `run()` returns the trial's record, or None."""
 
     def __init__(self, config: Mapping[str, Any], spec: StudySpec, store: StudyStore, launcher: Launcher,
-                 liveness: Liveness, signals: StopSignals, *, worker: int, threads: int, budget: int) -> None:
+                 liveness: Liveness, signals: StopSignals, *, worker: int, threads: int, budget: int,
+                 tracker: Listener | None = None) -> None:
         self.config = config
         self.spec = spec
         self.store = store
@@ -46,6 +48,7 @@ class TrialRun:
         self.worker = worker
         self.threads = threads
         self.budget = budget
+        self.tracker = tracker or Listener()
         self.paths = Paths.of(config)
         self.poll_s = config["workers"]["poll_s"]
         self.grace_s = config["launcher"]["grace_s"]
@@ -72,30 +75,36 @@ class TrialRun:
         started = time.monotonic()
         directory = self.paths.trial_dir(self.spec.name, trial.number)
         record: dict[str, Any] = {"number": trial.number, "log": str(directory / "train.log")}
-        with self.liveness.heartbeat(trial):
-            try:
-                value = self._train(trial, directory)
-            except optuna.TrialPruned as pruned:
-                self.store.tell(trial, state=TrialState.PRUNED)
-                record.update(state="PRUNED", reason=str(pruned))
-            except TrialFailed as failure:
-                self._fail(trial, str(failure), directory)
-                record.update(state="FAIL", reason=str(failure))
-            except MetricMissing as error:
-                self._fail(trial, str(error), directory)
-                raise
-            except storages.StorageUnreachable:
-                raise  # the trial cannot be told; the next run finds it stale and redoes it
-            except UserError as error:
-                self._fail(trial, str(error), directory)
-                record.update(state="FAIL", reason=str(error))
-            except Interrupted as interrupted:
-                self._fail(trial, f"worker interrupted by {interrupted}", directory, requeue=True)
-                raise
-            else:
-                self.store.tell(trial, value)
-                record.update(state="COMPLETE", value=value)
-        record["seconds"] = round(time.monotonic() - started, 2)
+        try:
+            with self.liveness.heartbeat(trial):
+                try:
+                    value = self._train(trial, directory)
+                except optuna.TrialPruned as pruned:
+                    self.store.tell(trial, state=TrialState.PRUNED)
+                    record.update(state="PRUNED", reason=str(pruned))
+                except TrialFailed as failure:
+                    self._fail(trial, str(failure), directory)
+                    record.update(state="FAIL", reason=str(failure))
+                except MetricMissing as error:
+                    self._fail(trial, str(error), directory)
+                    record.update(state="FAIL", reason=str(error))
+                    raise
+                except storages.StorageUnreachable:
+                    record.update(state="FAIL", reason="the storage stayed unreachable")
+                    raise  # the trial cannot be told; the next run finds it stale and redoes it
+                except UserError as error:
+                    self._fail(trial, str(error), directory)
+                    record.update(state="FAIL", reason=str(error))
+                except Interrupted as interrupted:
+                    record.update(state="FAIL", reason=f"worker interrupted by {interrupted}")
+                    self._fail(trial, record["reason"], directory, requeue=True)
+                    raise
+                else:
+                    self.store.tell(trial, value)
+                    record.update(state="COMPLETE", value=value)
+        finally:
+            record["seconds"] = round(time.monotonic() - started, 2)
+            self.tracker.trial_finished(trial.number, record)
         record["params"] = trial.params
         return record
 
@@ -108,6 +117,8 @@ class TrialRun:
         base_seed = self.config["study"]["seed"] * 100_003 + original * 101
         write_json(directory / "params.json", params)
         write_json(directory / "provenance.json", provenance(trial=trial.number, worker=self.worker))
+        self.tracker.trial_started(trial.number, params, directory, worker=self.worker,
+                                   retry_of=original if original != trial.number else None)
         repeats = self.config["study"]["repeats"]
         values = []
         for repeat in range(repeats):
@@ -117,7 +128,7 @@ class TrialRun:
             (run_dir / "seed").write_text(f"{seed}\n")
             config_path = run_dir / "config.json"
             write_json(config_path, self.render(params, seed))
-            values.append(self._train_once(trial, config_path, run_dir, prune=repeat == 0))
+            values.append(self._train_once(trial, config_path, run_dir, repeat))
         return sum(values) / len(values)
 
     def render(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -127,9 +138,9 @@ class TrialRun:
         overrides.update(model["overrides"])
         return render(model["config"], params, style=model["style"], overrides=overrides, strict=model["strict"])
 
-    def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, prune: bool) -> float:
+    def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, repeat: int) -> float:
         objective = self.config["objective"]
-        intermediate = objective["intermediate"] if prune else None
+        intermediate = objective["intermediate"] if repeat == 0 else None  # the pruner sees the first run
         process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
                                       log_path=run_dir / "train.log", threads=self.threads, env={})
         watcher = EpochWatcher(run_dir)
@@ -140,6 +151,7 @@ class TrialRun:
                 self.signals.check()
                 for epoch, metrics in watcher.new_epochs():
                     epochs += 1
+                    self.tracker.epoch(trial.number, epoch, metrics, run_dir=run_dir, repeat=repeat)
                     if not intermediate:
                         continue
                     value = metric_from(metrics, intermediate, str(run_dir / f"metrics_epoch_{epoch}.json"))
