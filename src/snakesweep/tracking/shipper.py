@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import select
 import signal
 import sys
@@ -27,9 +28,10 @@ log = logging.getLogger("snakesweep.tracking")
 POLL_S = 0.5
 MAX_PAUSE_S = 30.0
 # MLflow's own HTTP retries would hold a shipper for minutes: ours are the outer loop. And its INFO lines.
-ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                 "MLFLOW_LOGGING_LEVEL": "WARNING"}
 # MlflowException codes that mean "not now" rather than "never".
+_GIST = re.compile(r"\[Errno -?\d+\] ([^'\")]+)|(Read timed out)|(Connection aborted)")
 TRANSIENT = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
              "ENDPOINT_NOT_FOUND", "IO_ERROR"}
 
@@ -111,8 +113,13 @@ class Shipper:
 
 
 def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    """The gist of an error: the system's words where a connection failed, else its first line, short."""
+    text = str(error).strip()
+    gist = _GIST.search(text)
+    if gist:
+        return next(part for part in gist.groups() if part)
+    lines = text.splitlines()
+    return lines[0][:300] if lines else type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
