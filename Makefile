@@ -26,7 +26,7 @@ lint: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) --editable '.[allennlp,mysql,postgresql,test]'
+	$(PIP) --editable '.[allennlp,mysql,postgresql,tracking,test]'
 	# AllenNLP 2.10.1 and its vision/sharding imports pin versions that predate Python 3.11:
 	# installed without their dependencies, on top of the pins above (see DEVELOPERS.md).
 	$(PIP) --no-deps torchvision==0.16.2 fairscale==0.4.6 allennlp==2.10.1

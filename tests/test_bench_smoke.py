@@ -22,6 +22,7 @@ SCRIPTS = {
     "dry_run.py": "| one-rule Snakefile, output present",
     "memory.py": "| launcher | RSS after 1 MiB",
     "budget.py": "| budget",
+    "tracking.py": "| tracking | worker wall s",
 }
 
 

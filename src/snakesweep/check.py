@@ -17,6 +17,7 @@ from snakesweep.final import check_test_data
 from snakesweep.launchers import make_launcher
 from snakesweep.optuna_api import in_memory_study
 from snakesweep.study import StudySpec, check_start_points, make_pruner, make_sampler, study_spec
+from snakesweep.tracking import target
 
 
 def sample_point(spec: StudySpec, seed: int = 0) -> dict[str, Any]:
@@ -53,6 +54,12 @@ def check_storage(config: Mapping[str, Any]) -> str:
     except Exception as error:
         raise storages.storage_error(url, error, "reach") from None
     return storages.mask(url)
+
+
+def _tracking(config: Mapping[str, Any], study: str) -> str:
+    """Where MLflow runs go (masked), without contacting MLflow: an outage never stops a sweep."""
+    where = target(config, study)
+    return "off" if where is None else f"MLflow at {where.masked_uri()}, experiment {where.experiment}"
 
 
 def _writable(path: Path) -> bool:
@@ -107,4 +114,6 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
         step("model config", jsonnet)
     step("test data", lambda: check_test_data(state["config"]))
     step("storage", lambda: check_storage(state["config"]))
+    if "spec" in state:
+        step("tracking", lambda: _tracking(state["config"], state["spec"].name))
     return 1 if failures else 0

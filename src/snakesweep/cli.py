@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"only trials in this state ({', '.join(STATES)}); repeatable")
     trials.add_argument("--limit", type=int, default=None, help="at most this many rows")
 
+    with_config(sub.add_parser("track", help="log to MLflow what an MLflow outage left pending"))
+
     report = with_config(sub.add_parser("report", help="write the plots (PNG, HTML) and the summary of the study"))
     report.add_argument("--out", default=None, help="output directory (default: <results>/report)")
     return parser
@@ -104,6 +106,19 @@ def _create_study(args: argparse.Namespace) -> int:
 
     study = create_study(load_config(args.configfile))
     print(study.study_name)
+    return 0
+
+
+@_command("track")
+def _track(args: argparse.Namespace) -> int:
+    from snakesweep.config import load_config
+    from snakesweep.tracking import catch_up
+
+    left = catch_up(load_config(args.configfile))
+    if left:
+        raise UserError(f"MLflow did not answer; {len(left)} journals still wait to be logged",
+                        file=str(left[0].parent), fix="bring MLflow back, then run snakesweep track again")
+    print("MLflow tracking is up to date")
     return 0
 
 

@@ -20,7 +20,9 @@ def setup_logging(log_file: str | Path | None = None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+        Path(log_file).write_text("")
+        # Appending (O_APPEND): a process of the step's own (tracking's shipper) adds whole lines to it too.
+        handlers.append(logging.FileHandler(log_file, mode="a"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         handlers=handlers, force=True)
     import optuna.logging  # its first use would reset its level to INFO and add a handler of its own

@@ -60,9 +60,18 @@ class Paths:
     def log(self, name: str) -> Path:
         return self.results / "logs" / f"{name}.log"
 
+    @property
+    def mlflow_db(self) -> Path:
+        """The default MLflow tracking store (`tracking.mlflow.tracking_uri: null`)."""
+        return self.results / "mlflow.db"
+
     # -- the study --------------------------------------------------------------------------
+    @property
+    def studies_dir(self) -> Path:
+        return self.results / "studies"
+
     def study_dir(self, study: str) -> Path:
-        return self.results / "studies" / study
+        return self.studies_dir / study
 
     def study_marker(self, study: str) -> Path:
         return self.study_dir(study) / "study.json"
@@ -78,6 +87,13 @@ class Paths:
 
     def worker_summary(self, study: str, worker: int | str) -> Path:
         return self.study_dir(study) / "workers" / f"{worker}.json"
+
+    def tracking_dir(self, study: str) -> Path:
+        """The journals of what each step reported to MLflow, and how far each was shipped."""
+        return self.study_dir(study) / "tracking"
+
+    def journal(self, study: str, writer: str) -> Path:
+        return self.tracking_dir(study) / f"{writer}.jsonl"
 
     # -- the final model --------------------------------------------------------------------
     def retrain_dir(self, seed: int | str) -> Path:

@@ -15,7 +15,8 @@ from snakesweep.paths import Paths
 from snakesweep.render import render
 from snakesweep.study import StudySpec, limits, load_study, study_spec
 from snakesweep.trialfiles import stage_json
-from snakesweep.trials import STOPPED, best_trial, count_trials, usage
+from snakesweep.tracking import Listener
+from snakesweep.trials import STOPPED, best_trial, count_trials, real_trials, usage
 from snakesweep.view import render_params, trials_table
 
 
@@ -56,8 +57,9 @@ def best_config(config: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
     return render(model["config"], params, style=model["style"], overrides=model["overrides"], strict=model["strict"])
 
 
-def select(config: Mapping[str, Any], trials_csv: str | Path, best_params: str | Path, best_config_path: str | Path) -> dict[str, Any]:
-    """Write the three outputs together, or none of them."""
+def select(config: Mapping[str, Any], trials_csv: str | Path, best_params: str | Path, best_config_path: str | Path,
+           listener: Listener | None = None) -> dict[str, Any]:
+    """Write the three outputs together, or none of them; tell `listener` the summary and each trial's state."""
     spec = study_spec(config)
     study = load_study(config, spec)
     summary = best_summary(config, spec, study)
@@ -70,4 +72,6 @@ def select(config: Mapping[str, Any], trials_csv: str | Path, best_params: str |
     temps = [csv_tmp, stage_json(outputs[1], summary), stage_json(outputs[2], rendered)]
     for tmp, path in zip(temps, outputs):
         tmp.replace(path)
+    if listener is not None:
+        listener.selected(summary, {t.number: t.state.name for t in real_trials(study.get_trials(deepcopy=False))})
     return summary

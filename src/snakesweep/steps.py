@@ -28,6 +28,7 @@ def run_step(snakemake: Any, step: Callable[[Any], Any]) -> None:
 def create_study(snakemake: Any) -> None:
     from snakesweep import storage as storages
     from snakesweep.study import create_study as create, study_spec
+    from snakesweep.tracking import listening
     from snakesweep.trialfiles import write_json
 
     config = snakemake.config
@@ -41,6 +42,10 @@ def create_study(snakemake: Any) -> None:
     }
     write_json(snakemake.output[0], marker)
     logging.getLogger("snakesweep").info("study %s ready in %s", study.study_name, marker["storage"])
+    with listening(config, spec.name, "create_study", ship="at_close") as tracker:
+        params = {"direction": spec.direction, "metric": config["objective"]["metric"],
+                  "sampler": spec.sampler, "pruner": spec.pruner}
+        tracker.study_created(params, {"fingerprint": spec.fingerprint, "storage": marker["storage"]})
 
 
 def worker(snakemake: Any) -> None:
@@ -52,9 +57,13 @@ def worker(snakemake: Any) -> None:
 
 def select(snakemake: Any) -> None:
     from snakesweep.selection import select as select_best
+    from snakesweep.study import study_spec
+    from snakesweep.tracking import listening
 
-    summary = select_best(snakemake.config, snakemake.output.trials, snakemake.output.best_params,
-                          snakemake.output.best_config)
+    config = snakemake.config
+    with listening(config, study_spec(config).name, "select", ship="at_close") as tracker:
+        summary = select_best(config, snakemake.output.trials, snakemake.output.best_params,
+                              snakemake.output.best_config, tracker)
     logging.getLogger("snakesweep").info(
         "best %s %.6g in trial %d: %s", summary["metric"], summary["value"], summary["trial"],
         json.dumps(summary["params"]),
@@ -70,15 +79,26 @@ def retrain(snakemake: Any) -> None:
 
 def evaluate(snakemake: Any) -> None:
     from snakesweep.final import evaluate as score
+    from snakesweep.tracking import listening
+    from snakesweep.trialfiles import read_epoch_metrics
 
-    score(snakemake.config, Path(snakemake.input[0]).parent, snakemake.output[0])
+    config, model_dir, seed = snakemake.config, Path(snakemake.input[0]).parent, int(snakemake.wildcards.seed)
+    metrics = score(config, model_dir, snakemake.output[0])
+    best = json.loads(Paths.of(config).best_params.read_text())
+    # Shipped by test_metrics, after every seed: the evaluations may run on nodes side by side.
+    with listening(config, best["study"], f"evaluate-{seed}", ship="never") as tracker:
+        tracker.seed_tested(seed, best["params"], metrics, model_dir, read_epoch_metrics(model_dir))
 
 
 def test_metrics(snakemake: Any) -> None:
     from snakesweep.final import write_test_metrics
+    from snakesweep.tracking import listening
 
-    seeds = snakemake.config["retrain"]["seeds"]
-    write_test_metrics(dict(zip(seeds, snakemake.input)), snakemake.output[0])
+    config = snakemake.config
+    result = write_test_metrics(dict(zip(config["retrain"]["seeds"], snakemake.input)), snakemake.output[0])
+    study = json.loads(Paths.of(config).best_params.read_text())["study"]
+    with listening(config, study, "test_metrics", ship="at_close") as tracker:
+        tracker.tested(result)
 
 
 def where_is_the_answer(config: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from snakesweep.errors import UserError
 from snakesweep.trials import PER_ATTEMPT, STALE_RETRIES, stale_after_s
-from snakesweep.urls import (JOURNAL_PREFIX, default_url, is_server, journal_path, kind, local_file, mask,  # noqa: F401
+from snakesweep.urls import (JOURNAL_PREFIX, default_url, expand_url, is_server, journal_path, kind, local_file, mask,  # noqa: F401
                              mask_text, sqlite_path, storage_url)
 
 T = TypeVar("T")

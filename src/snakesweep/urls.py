@@ -54,21 +54,25 @@ def default_url(config: Mapping[str, Any]) -> str:
 
 
 def storage_url(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> str:
-    """The storage URL as the drivers must read it: `${OPTUNA_STORAGE}` and `${DB_PASSWORD}` expanded,
-    the user info percent-encoded.
+    """The storage URL as the drivers must read it (see expand_url)."""
+    return expand_url(config["study"]["storage"] or default_url(config), field="study.storage", environ=environ)
+
+
+def expand_url(url: str, *, field: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A URL from config as the drivers must read it: `${OPTUNA_STORAGE}` and `${DB_PASSWORD}` expanded,
+    the user info percent-encoded. Secrets stay out of config files this way.
 
     In the user info, a variable's value is taken as it is (`@`, `%` and all: `DB_PASSWORD` holds
     the password itself), and what is written out is read as the drivers read it (`%40` is `@`).
     """
-    url = config["study"]["storage"] or default_url(config)
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
         if name not in environ:
             raise UserError(
-                f"the storage URL names the environment variable {name}, which is not set",
+                f"the URL names the environment variable {name}, which is not set",
                 file="config",
-                field="study.storage",
+                field=field,
                 fix=f"export {name}=... before running",
             )
         return environ[name]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from snakesweep import storage as storages
+from snakesweep import tracking
 from snakesweep.check import check_model_config
 from snakesweep.config import validate_config
 from snakesweep.errors import UserError, one_line
@@ -34,6 +35,7 @@ def plan(config: dict[str, Any]) -> Plan:
     make_pruner(spec, config)
     check_start_points(spec, config)
     storages.storage_url(config)  # every variable it names is set
+    tracking.target(config, spec.name)  # mlflow installed, and every variable the URI names is set
     check_model_config(config, spec)
     check_test_data(config)
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]

@@ -26,6 +26,7 @@ from snakesweep.optuna_api import StudyStore
 from snakesweep.paths import Paths
 from snakesweep.process_env import assign_gpu, limit_threads
 from snakesweep.study import StudySpec, limits, load_study, study_spec
+from snakesweep.tracking import Listener, listening
 from snakesweep.trials import Limits, Usage
 from snakesweep.worker.allowance import Allowance
 from snakesweep.worker.liveness import Liveness, StopSignals
@@ -63,10 +64,10 @@ class Worker:
         self.ran: list[dict[str, Any]] = []
         self.stopped: str | None = None
 
-    def trial_run(self) -> TrialRun:
+    def trial_run(self, tracker: Listener | None = None) -> TrialRun:
         allowance = Allowance(self.store, self.limits, self.spec.direction)
         return TrialRun(self.config, self.spec, self.store, self.launcher, self.liveness, self.signals, allowance,
-                        self.weights, worker=self.index, threads=self.threads)
+                        self.weights, worker=self.index, threads=self.threads, tracker=tracker)
 
     def run(self) -> dict[str, Any]:
         """Run trials until the study reaches a limit or patience stops it; return the worker's summary."""
@@ -77,9 +78,13 @@ class Worker:
         limit_threads(self.threads)
         self.launcher.prepare()
         started = time.monotonic()
+        with listening(self.config, self.spec.name, f"worker-{self.index}", ship="live") as tracker:
+            self._run_trials(self.trial_run(tracker), started)
+        return self.summary()
+
+    def _run_trials(self, trial_run: TrialRun, started: float) -> None:
         time_limit = self.workers_cfg["time_limit_min"]
         consecutive_failures = 0
-        trial_run = self.trial_run()
         with self.signals.installed():
             self.liveness.recover_own_stale_trials()
             self.stopped = self._recorded_stop()
@@ -119,7 +124,6 @@ class Worker:
                         field="workers.max_failures",
                         fix="fix the trainer or the config, then run again",
                     )
-        return self.summary()
 
     def _recorded_stop(self) -> str | None:
         """A patience stop recorded under today's setting stands; under another, it is decided again."""

@@ -23,6 +23,7 @@ from snakesweep.paths import Paths, run_dir
 from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec
+from snakesweep.tracking import Listener
 from snakesweep.trialfiles import EpochWatcher, epoch_file, log_tail, write_json
 from snakesweep.worker.allowance import Allowance
 from snakesweep.worker.liveness import Liveness, StopSignals
@@ -41,7 +42,7 @@ class TrialRun:
 
     def __init__(self, config: Mapping[str, Any], spec: StudySpec, store: StudyStore, launcher: Launcher,
                  liveness: Liveness, signals: StopSignals, allowance: Allowance, weights: WeightKeeper, *,
-                 worker: int, threads: int) -> None:
+                 worker: int, threads: int, tracker: Listener | None = None) -> None:
         self.config = config
         self.spec = spec
         self.store = store
@@ -52,6 +53,7 @@ class TrialRun:
         self.worker = worker
         self.threads = threads
         self.allowance = allowance
+        self.tracker = tracker or Listener()
         self.epochs = 0  # trained by the current trial, over its repeats (not those carried over)
         self.trained_until: float | None = None  # when its trainer ended
         self.paths = Paths.of(config)
@@ -83,31 +85,37 @@ class TrialRun:
         started = time.monotonic()
         directory = self.paths.trial_dir(self.spec.name, trial.number)
         record: dict[str, Any] = {"number": trial.number, "log": str(directory / "train.log")}
-        with self.liveness.heartbeat(trial):
-            try:
-                value = self._timed_train(trial, directory)
-            except optuna.TrialPruned as pruned:
-                self.store.tell(trial, state=TrialState.PRUNED)
-                record.update(state="PRUNED", reason=str(pruned))
-            except TrialFailed as failure:
-                self._fail(trial, str(failure), directory)
-                record.update(state="FAIL", reason=str(failure))
-            except MetricMissing as error:
-                self._fail(trial, str(error), directory)
-                raise
-            except storages.StorageUnreachable:
-                raise  # the trial cannot be told; the next run finds it stale and redoes it
-            except UserError as error:
-                self._fail(trial, str(error), directory)
-                record.update(state="FAIL", reason=str(error))
-            except Interrupted as interrupted:
-                self.store.set_system_attr(trial, vocabulary.INTERRUPTED, str(interrupted))
-                self._fail(trial, f"worker interrupted by {interrupted}", directory, requeue=True)
-                raise
-            else:
-                self.store.tell(trial, value)
-                record.update(state="COMPLETE", value=value)
-        record["seconds"] = round(time.monotonic() - started, 2)
+        try:
+            with self.liveness.heartbeat(trial):
+                try:
+                    value = self._timed_train(trial, directory)
+                except optuna.TrialPruned as pruned:
+                    self.store.tell(trial, state=TrialState.PRUNED)
+                    record.update(state="PRUNED", reason=str(pruned))
+                except TrialFailed as failure:
+                    self._fail(trial, str(failure), directory)
+                    record.update(state="FAIL", reason=str(failure))
+                except MetricMissing as error:
+                    self._fail(trial, str(error), directory)
+                    record.update(state="FAIL", reason=str(error))
+                    raise
+                except storages.StorageUnreachable:
+                    record.update(state="FAIL", reason="the storage stayed unreachable")
+                    raise  # the trial cannot be told; the next run finds it stale and redoes it
+                except UserError as error:
+                    self._fail(trial, str(error), directory)
+                    record.update(state="FAIL", reason=str(error))
+                except Interrupted as interrupted:
+                    record.update(state="FAIL", reason=f"worker interrupted by {interrupted}")
+                    self.store.set_system_attr(trial, vocabulary.INTERRUPTED, str(interrupted))
+                    self._fail(trial, record["reason"], directory, requeue=True)
+                    raise
+                else:
+                    self.store.tell(trial, value)
+                    record.update(state="COMPLETE", value=value)
+        finally:
+            record["seconds"] = round(time.monotonic() - started, 2)
+            self.tracker.trial_finished(trial.number, record)
         record["params"] = trial.params
         return record
 
@@ -135,6 +143,8 @@ class TrialRun:
         write_json(directory / "params.json", params)
         record = provenance(trial=trial.number, worker=self.worker)
         write_json(directory / "provenance.json", record)
+        self.tracker.trial_started(trial.number, params, directory, worker=self.worker,
+                                   retry_of=original if original != trial.number else None)
         repeats = self.config["study"]["repeats"]
         values = []
         for repeat in range(repeats):
@@ -156,7 +166,7 @@ class TrialRun:
                 self.store.set_user_attr(trial, vocabulary.RESUMED_FROM_EPOCH, resumed.epoch)
                 record.update(resumed_from_epoch=resumed.epoch, resumed_from_trial=resumed.from_trial)
                 write_json(directory / "provenance.json", record)
-            values.append(self._train_once(trial, run / "config.json", run, prune=repeat == 0, resumed=resumed))
+            values.append(self._train_once(trial, run / "config.json", run, repeat, resumed))
         return sum(values) / len(values)
 
     def render(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -166,10 +176,11 @@ class TrialRun:
         overrides.update(model["overrides"])
         return render(model["config"], params, style=model["style"], overrides=overrides, strict=model["strict"])
 
-    def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, prune: bool,
+    def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, repeat: int,
                     resumed: Resumed | None) -> float:
         """Train one run, reporting each epoch; between epochs, the pruner and the budgets may stop it."""
         objective = self.config["objective"]
+        prune = repeat == 0  # the pruner follows the first run
         intermediate = objective["intermediate"] if prune else None
         check = epoch_check(objective, report=prune,
                             final_key_in_epochs=self.launcher.final_key_in_epoch_files(objective["metric"]))
@@ -192,6 +203,7 @@ class TrialRun:
                 self.epochs += len(new)
                 for epoch, metrics in new:
                     last = epoch
+                    self.tracker.epoch(trial.number, epoch, metrics, run_dir=run_dir, repeat=repeat)
                     try:
                         check(metrics, str(epoch_file(run_dir, epoch)))
                     except ValueError as error:  # NaN, inf, not a number: the trainer is stopped below
