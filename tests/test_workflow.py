@@ -112,6 +112,8 @@ def test_lint_is_clean():
         ({"launcher": {"type": "ray"}}, "launcher.type"),
         ({"search_space": "config/nope.json"}, "nope.json"),
         ({"study": {"storage": "mysql+pymysql://me:${UNSET_PASSWORD_VAR}@db/x"}}, "UNSET_PASSWORD_VAR"),
+        ({"study": {"warm_start": [{"study": "old", "storage": "${UNSET_WARM_VAR}"}]}},
+         "config: study.warm_start: the storage URL names the environment variable UNSET_WARM_VAR"),
     ],
 )
 def test_user_errors_end_in_one_line_before_any_job(tmp_path, env, change, words):

@@ -11,6 +11,7 @@ import optuna
 import sqlalchemy
 
 from snakesweep import storage as storages
+from snakesweep import warm_start
 from snakesweep.config import load_config
 from snakesweep.errors import UserError
 from snakesweep.launchers import make_launcher
@@ -110,6 +111,7 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
     if "spec" in state:
         step("sampler and pruner", components)
         step("model config", jsonnet)
+        step("warm start", lambda: warm_start.describe(state["config"], state["spec"]))
     step("test data", test_data)
     step("storage", lambda: check_storage(state["config"]))
     return 1 if failures else 0

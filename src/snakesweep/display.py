@@ -47,6 +47,9 @@ def format_status(state: Status) -> str:
         f"{counts['pruned']} pruned), {counts['failed']} failed, {counts['running']} running, "
         f"{counts['waiting']} waiting",
     ]
+    if state.warm_start:
+        lines.append(f"warm     {state.warm_start} trials of earlier studies: the sampler's prior knowledge, "
+                     "counted nowhere, never the best")
     if state.best:
         params = ", ".join(f"{k}={_param(v)}" for k, v in state.best["params"].items())
         lines.append(f"best     {state.metric} {_value(state.best['value'])} ({state.direction}) "

@@ -34,7 +34,11 @@ def default_url(config: Mapping[str, Any]) -> str:
 
 def storage_url(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> str:
     """The storage URL with environment variables expanded: `${OPTUNA_STORAGE}`, `${DB_PASSWORD}`."""
-    url = config["study"]["storage"] or default_url(config)
+    return expand_url(config["study"]["storage"] or default_url(config), "study.storage", environ)
+
+
+def expand_url(url: str, field: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A storage URL from config (at `field`) with the environment variables it names expanded."""
 
     def expand(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
@@ -42,7 +46,7 @@ def storage_url(config: Mapping[str, Any], environ: Mapping[str, str] = os.envir
             raise UserError(
                 f"the storage URL names the environment variable {name}, which is not set",
                 file="config",
-                field="study.storage",
+                field=field,
                 fix=f"export {name}=... before running",
             )
         return environ[name]
@@ -97,7 +101,8 @@ def local_file(url: str) -> Path | None:
     return sqlite_path(url) or journal_path(url)
 
 
-def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: bool = False) -> BaseStorage:
+def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: bool = False,
+                 field: str = "study.storage") -> BaseStorage:
     """Open a storage; RDB storages get heartbeats so a killed worker's trial is failed and retried.
 
     Only the one study-creating step passes create_schema: workers that race to create the
@@ -129,7 +134,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
         raise UserError(
             f"cannot open the storage {mask(url)}: {mask_text(_first_line(error), url)}",
             file="config",
-            field="study.storage",
+            field=field,
             fix="check the URL, that the server is up and reachable, and that the driver is installed",
         ) from None
     if kind(url) == "sqlite":

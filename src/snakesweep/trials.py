@@ -21,6 +21,7 @@ LOG_TAIL = "log_tail"
 # System attributes: bookkeeping of ours, and of Optuna's retry callback and grid sampler.
 SURPLUS = "snakesweep:surplus"
 HEARTBEAT = "snakesweep:heartbeat"
+WARM_START = "snakesweep:warm_start"  # {"study", "trial", "storage"}: where a warm-start trial was measured
 FAILED_TRIAL = "failed_trial"
 GRID_ID = "grid_id"
 
@@ -57,8 +58,21 @@ def is_surplus(trial: FrozenTrial) -> bool:
     return bool(trial.system_attrs.get(SURPLUS))
 
 
+def is_warm_start(trial: FrozenTrial) -> bool:
+    """A finished trial of an earlier study, added as the sampler's prior knowledge (see warm_start.py).
+
+    Its value was measured under another config: it counts toward no budget and is never the best.
+    """
+    return WARM_START in trial.system_attrs
+
+
 def real_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials every table and count shows: surplus claims left out."""
+    """The trials this study ran, which every count shows: surplus claims and warm-start trials left out."""
+    return [trial for trial in trials if not (is_surplus(trial) or is_warm_start(trial))]
+
+
+def table_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials a table lists: surplus claims left out, warm-start trials kept (and marked by the table)."""
     return [trial for trial in trials if not is_surplus(trial)]
 
 
@@ -78,7 +92,7 @@ def claim_is_surplus(number: int, trials: Iterable[FrozenTrial], budget: int) ->
     """
     finished = older_claims = 0
     for trial in trials:
-        if trial.state in FINISHED:
+        if trial.state in FINISHED and not is_warm_start(trial):
             finished += 1
         elif trial.number < number and trial.state in CLAIMED and not is_surplus(trial):
             older_claims += 1
@@ -87,7 +101,7 @@ def claim_is_surplus(number: int, trials: Iterable[FrozenTrial], budget: int) ->
 
 def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | None:
     """The completed trial with the best value for `direction`; the lowest number wins a tie."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and not is_surplus(t)]
+    complete = [t for t in real_trials(trials) if t.state == TrialState.COMPLETE]
     if not complete:
         return None
     sign = -1 if direction == "maximize" else 1

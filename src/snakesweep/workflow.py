@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from snakesweep import storage as storages
+from snakesweep import warm_start
 from snakesweep.check import check_model_config
 from snakesweep.config import validate_config
 from snakesweep.errors import UserError, one_line
@@ -28,6 +29,7 @@ def plan(config: dict[str, Any]) -> Plan:
     config.update(validate_config(config, "config"))
     spec = study_spec(config)
     storages.storage_url(config)  # every variable it names is set
+    warm_start.sources(config, spec)  # and those of study.warm_start, which a grid space refuses
     check_model_config(config, spec)
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]
     if config["study"]["optuna"]:
