@@ -121,6 +121,8 @@ def test_lint_is_clean():
         ({"study": {"storage": "mysql+pymysql://me:${UNSET_PASSWORD_VAR}@db/x"}}, "UNSET_PASSWORD_VAR"),
         ({"tracking": {"mlflow": {"tracking_uri": "https://me:${UNSET_MLFLOW_VAR}@x"}}},
          "tracking.mlflow.tracking_uri: the URL names the environment variable UNSET_MLFLOW_VAR"),
+        ({"study": {"warm_start": [{"study": "old", "storage": "${UNSET_WARM_VAR}"}]}},
+         "config: study.warm_start: the URL names the environment variable UNSET_WARM_VAR"),
     ],
 )
 def test_user_errors_end_in_one_line_before_any_job(tmp_path, env, change, words):

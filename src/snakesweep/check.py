@@ -11,6 +11,7 @@ import optuna
 import sqlalchemy
 
 from snakesweep import storage as storages
+from snakesweep import warm_start
 from snakesweep.config import load_config
 from snakesweep.errors import UserError
 from snakesweep.final import check_test_data
@@ -112,6 +113,7 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
         step("sampler and pruner", components)
         step("start points", start_points)
         step("model config", jsonnet)
+        step("warm start", lambda: warm_start.describe(state["config"], state["spec"]))
     step("test data", lambda: check_test_data(state["config"]))
     step("storage", lambda: check_storage(state["config"]))
     if "spec" in state:

@@ -52,6 +52,9 @@ def format_status(state: Status) -> str:
     compute = _compute_budget(state)
     if compute:
         lines.append(f"budget   {compute}")
+    if state.warm_start:
+        lines.append(f"warm     {state.warm_start} trials of earlier studies: the sampler's prior knowledge, "
+                     "counted nowhere, never the best")
     if state.best:
         params = ", ".join(f"{k}={_param(v)}" for k, v in state.best["params"].items())
         lines.append(f"best     {state.metric} {_value(state.best['value'])} ({state.direction}) "

@@ -1,17 +1,18 @@
 """The one adapter over Optuna for the worker: storage calls that ride out outages, and Optuna's private API.
 
 When Optuna changes a private name (`Trial._trial_id`, `Trial._cached_frozen_trial`,
-`Study._storage`, `GridSampler._get_unvisited_grid_ids` and `_all_grids`), this is the only module
-to fix.
+`Study._storage`, `Study._get_trials`, `GridSampler._get_unvisited_grid_ids` and `_all_grids`), this
+is the only module to fix.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any, TypeVar
 
 import optuna
+from optuna.pruners import BasePruner
 from optuna.samplers import GridSampler
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -175,7 +176,7 @@ class SweepGridSampler(GridSampler):
         # The storage, not study.get_trials: HyperbandPruner hands samplers a study filtered to a bracket.
         for trial in all_trials(study):
             grid_id = trial.system_attrs.get(vocabulary.GRID_ID)
-            if grid_id is None:
+            if grid_id is None or vocabulary.is_warm_start(trial):  # another study's point is not done here
                 continue
             if trial.state in vocabulary.FINISHED:
                 done.add(grid_id)
@@ -183,3 +184,40 @@ class SweepGridSampler(GridSampler):
                 running.add(grid_id)
         everything = set(range(len(self._all_grids)))
         return sorted(everything - done - running) or sorted(everything - done)
+
+
+class _OwnTrialsStudy(optuna.study.Study):
+    """The study as its pruner sees it: warm-start trials left out, the rest (storage, id, cache) shared."""
+
+    def __init__(self, study: optuna.Study) -> None:  # no Study.__init__: the same study, not a new load
+        self.__dict__.update(study.__dict__)
+
+    def _get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None,
+                    use_cache: bool = False) -> list[FrozenTrial]:
+        trials = super()._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [trial for trial in trials if not vocabulary.is_warm_start(trial)]
+
+    @property
+    def best_trial(self) -> FrozenTrial:
+        best = vocabulary.best_trial(self.get_trials(deepcopy=False), self.direction.name.lower())
+        if best is None:
+            raise ValueError("No trials are completed yet.")
+        return best
+
+
+def pruning_own_trials(pruner: BasePruner) -> BasePruner:
+    """The configured pruner, shown the study without its warm-start trials.
+
+    Their curves were measured under another config, and the completed ones are the survivors of
+    another sweep: compared with them, every new trial could be pruned, and they would end a
+    pruner's start-up trials before any trial of this study completed. The pruner stays an
+    instance of its class, because Optuna's samplers look for a HyperbandPruner to learn per bracket.
+    """
+
+    class OwnTrials(type(pruner)):  # type: ignore[misc, valid-type]
+        def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+            return super().prune(_OwnTrialsStudy(study), trial)
+
+    own = OwnTrials.__new__(OwnTrials)
+    own.__dict__.update(pruner.__dict__)
+    return own

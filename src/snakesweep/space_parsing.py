@@ -7,6 +7,7 @@ Two ways to write the same space::
     lr: {type: float, low: 1.0e-4, high: 0.1, log: true}
     encoder: {type: categorical, choices: [cnn, lstm]}
     hidden_size: {type: int, low: 32, high: 256, when: {encoder: lstm}, default: 0}
+    width: {type: int, low: 32, high: 256, default: 64}   # the value of trials that did not sample it
     dropout: [0.0, 0.2, 0.5]      # grid values
     num_epochs: 5                 # constant, never sampled
 """
@@ -142,13 +143,22 @@ def _sampled(
 
 
 def _conditioned(param: Param, spec: Mapping[str, Any], earlier: list[Param], source: str) -> Param:
-    """Add `when` (conditions on earlier parameters) and `default` to a sampled parameter."""
+    """Add `when` (conditions on earlier parameters) and `default` to a sampled parameter.
+
+    The default is its value where it is not sampled: when its condition is off, and in trials of
+    an earlier study that did not have it (study.warm_start), which is why an unconditional
+    parameter's default must be a value it can take.
+    """
     name, when = param.name, spec.get("when")
     if when is None:
-        if "default" in spec:
-            raise _error(source, f"{name}.default", "default is only used with when",
-                         "add a condition (when: {other: value}) or drop default")
-        return param
+        if "default" not in spec:
+            return param
+        default = spec["default"]
+        problem = param.problem(default) if isinstance(default, _SCALARS) else f"got {_kind_of(default)}"
+        if problem is not None:
+            raise _error(source, f"{name}.default", f"default must be a value {name} can take: {problem}",
+                         "give the value earlier trials ran with (study.warm_start), or add a condition")
+        return replace(param, default=default, has_default=True)
     if not isinstance(when, Mapping) or not when:
         raise _error(source, f"{name}.when", "when must map earlier parameter names to a value or a list of values",
                      "write when: {encoder: [lstm, gru]}")

@@ -33,7 +33,7 @@ _READ_ONLY_SESSION = {
 
 
 def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: bool = False,
-                 read_only: bool = False) -> BaseStorage:
+                 read_only: bool = False, field: str = "study.storage") -> BaseStorage:
     """Open a storage; RDB storages get heartbeats so a killed worker's trial is failed and retried.
 
     Only the one study-creating step passes create_schema: workers that race to create the
@@ -46,7 +46,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
         raise UserError(
             f"no sweep has started: the storage {mask(url)} does not exist yet",
             file="config",
-            field="study.storage",
+            field=field,
             fix="start the sweep with snakemake (or snakesweep create-study), or pass the right --configfile",
         )
     if path is not None and not read_only:
@@ -73,7 +73,7 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
                 }
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_schema, **heartbeat)
     except Exception as error:  # drivers raise many types; the user needs one line
-        raise storage_error(url, error) from None
+        raise storage_error(url, error, field=field) from None
     if kind(url) in _READ_ONLY_SESSION and read_only:
         _read_only_sessions(storage.engine, _READ_ONLY_SESSION[kind(url)])
     elif kind(url) == "sqlite" and not read_only:
@@ -81,17 +81,18 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
     return storage
 
 
-def storage_error(url: str, error: BaseException, verb: str = "open the storage") -> UserError:
+def storage_error(url: str, error: BaseException, verb: str = "open the storage",
+                  field: str = "study.storage") -> UserError:
     """One line for a storage that cannot be opened: the driver's own reason, not Optuna's wrapper
     ("An exception is raised during the commit ... e.g. exceeding max length")."""
     reason = mask_text(_first_line(_database_error(error)), url)
     return UserError(
         f"cannot {verb} {mask(url)}: {reason}",
         file="config",
-        field="study.storage",
+        field=field,
         fix="check that the server is up and reachable from here, the host, port, user and password in "
-            "study.storage (and the variables it names), and that the driver is installed"
-        if is_server(url) else "check the path in study.storage and that the file is a snakesweep storage",
+            f"{field} (and the variables it names), and that the driver is installed"
+        if is_server(url) else f"check the path in {field} and that the file is a snakesweep storage",
     )
 
 

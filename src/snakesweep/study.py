@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -16,7 +17,7 @@ from filelock import FileLock
 
 from snakesweep import storage as storages
 from snakesweep.errors import UserError
-from snakesweep.optuna_api import SweepGridSampler
+from snakesweep.optuna_api import SweepGridSampler, pruning_own_trials
 from snakesweep.optuna_json import build, load_optuna_json
 from snakesweep.space import SearchSpace
 from snakesweep.space_parsing import load_space
@@ -24,6 +25,7 @@ from snakesweep.trials import Limits
 
 ATTR_FINGERPRINT = "snakesweep:fingerprint"
 ATTR_DEFINITION = "snakesweep:definition"
+ATTR_SPACE = "snakesweep:space"  # the normalised space: a later study's warm start reads its constants
 _IMPORT = re.compile(r"""\bimport(?:str|bin)?\s+(['"])(?P<path>[^'"]+)\1""")
 
 
@@ -168,20 +170,27 @@ def limits(spec: StudySpec, config: Mapping[str, Any]) -> Limits:
 
 
 def create_study(config: Mapping[str, Any], spec: StudySpec | None = None) -> optuna.Study:
-    """Create schema, study and start points once; later calls load the same study and change nothing.
+    """Create schema, study and start points once; later calls load the same study. Each call adds
+    the warm-start trials the study still lacks (none twice).
 
     Safe to call from many processes at once: embedded storages serialise on a file lock, servers
     on the study-name uniqueness of the database.
     """
+    from snakesweep import warm_start  # here: warm_start imports this module
+
     spec = spec or study_spec(config)
     url = storages.storage_url(config)
     check_start_points(spec, config)
+    sources = warm_start.sources(config, spec)
     local = storages.local_file(url)
+    lock: Any = contextlib.nullcontext()
     if local is not None:
         local.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(f"{local}.create.lock"):  # not "<file>.lock": JournalFileBackend uses that one
-            return _create_or_load(config, spec, url)
-    return _create_or_load(config, spec, url)
+        lock = FileLock(f"{local}.create.lock")  # not "<file>.lock": JournalFileBackend uses that one
+    with lock:
+        study = _create_or_load(config, spec, url)
+        warm_start.add(study, spec, sources)
+    return study
 
 
 def _create_or_load(config: Mapping[str, Any], spec: StudySpec, url: str) -> optuna.Study:
@@ -194,12 +203,13 @@ def _create_or_load(config: Mapping[str, Any], spec: StudySpec, url: str) -> opt
             study_name=spec.name,
             direction=spec.direction,
             sampler=make_sampler(spec, config),
-            pruner=make_pruner(spec, config),
+            pruner=pruning_own_trials(make_pruner(spec, config)),
         )
     except optuna.exceptions.DuplicatedStudyError:
         return load_study(config, spec, storage=storage)
     study.set_user_attr(ATTR_FINGERPRINT, spec.fingerprint)
     study.set_user_attr(ATTR_DEFINITION, json.loads(json.dumps(spec.definition, default=str)))
+    study.set_user_attr(ATTR_SPACE, spec.space.to_dict())
     for point in config["study"]["enqueue"]:
         study.enqueue_trial(dict(point), skip_if_exists=True)
     return study
@@ -230,7 +240,7 @@ def load_study(
             study_name=spec.name,
             storage=storage,
             sampler=make_sampler(spec, config, worker),
-            pruner=make_pruner(spec, config),
+            pruner=pruning_own_trials(make_pruner(spec, config)),
         )
     except KeyError:
         raise UserError(

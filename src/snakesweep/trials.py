@@ -30,6 +30,7 @@ PER_ATTEMPT = (EPOCHS, PRUNED_AT_EPOCH, FAIL_REASON, LOG_TAIL, RESUMED_FROM_EPOC
 # System attributes: bookkeeping of ours, and of Optuna's retry callback and grid sampler.
 SURPLUS = "snakesweep:surplus"
 HEARTBEAT = "snakesweep:heartbeat"
+WARM_START = "snakesweep:warm_start"  # {"study", "trial", "storage"}: where a warm-start trial was measured
 FAILED_TRIAL = "failed_trial"
 RETRY_HISTORY = "retry_history"
 GRID_ID = "grid_id"
@@ -78,8 +79,21 @@ def is_surplus(trial: FrozenTrial) -> bool:
     return bool(trial.system_attrs.get(SURPLUS))
 
 
+def is_warm_start(trial: FrozenTrial) -> bool:
+    """A finished trial of an earlier study, added as the sampler's prior knowledge (see warm_start.py).
+
+    Its value was measured under another config: it counts toward no budget and is never the best.
+    """
+    return WARM_START in trial.system_attrs
+
+
 def real_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials every table and count shows: surplus claims left out."""
+    """The trials this study ran, which every count shows: surplus claims and warm-start trials left out."""
+    return [trial for trial in trials if not (is_surplus(trial) or is_warm_start(trial))]
+
+
+def table_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials a table lists: surplus claims left out, warm-start trials kept (and marked by the table)."""
     return [trial for trial in trials if not is_surplus(trial)]
 
 
@@ -217,7 +231,7 @@ def claim_refusal(number: int, trials: Iterable[FrozenTrial], limits: Limits, di
     """
     trials = list(trials)
     if limits.n_trials is not None:
-        finished = sum(t.state in FINISHED for t in trials)
+        finished = sum(t.state in FINISHED and not is_warm_start(t) for t in trials)
         older = sum(t.number < number and t.state in CLAIMED and not is_surplus(t) for t in trials)
         if finished + older >= limits.n_trials:
             return "n_trials"
@@ -296,7 +310,7 @@ def best_trial(trials: Iterable[FrozenTrial], direction: str) -> FrozenTrial | N
 
 def ranked_complete(trials: Iterable[FrozenTrial], direction: str) -> list[FrozenTrial]:
     """The completed trials, best first (the order of `best_trial`)."""
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and not is_surplus(t)]
+    complete = [t for t in real_trials(trials) if t.state == TrialState.COMPLETE]
     sign = -1 if direction == "maximize" else 1
     return sorted(complete, key=lambda t: (sign * t.value, t.number))
 

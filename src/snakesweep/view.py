@@ -33,6 +33,7 @@ TABLE_COLUMNS = [
     vocabulary.WORKER, vocabulary.EPOCHS, vocabulary.RESUMED_FROM_EPOCH, vocabulary.PRUNED_AT_EPOCH,
     vocabulary.PRUNE_REASON, vocabulary.FAIL_REASON,
 ]
+WARM_COLUMN = "warm_start"  # where a warm-start trial was measured; a column only when the study has some
 
 
 def open_study(config: Mapping[str, Any]) -> tuple[StudySpec, optuna.Study]:
@@ -100,6 +101,7 @@ class Status:
     stopped: str | None = None
     """Why the study stopped: n_trials, epochs, hours or patience; None while it goes on."""
     patience_stop: dict[str, Any] | None = None
+    warm_start: int = 0  # trials of earlier studies given to the sampler, in none of the counts above
 
     @property
     def done(self) -> bool:
@@ -115,7 +117,8 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     """Counts, best so far, running trials per worker with their epoch, speed and time left."""
     spec, study = open_study(config)
     now = now or datetime.now()
-    trials = vocabulary.real_trials(study.get_trials(deepcopy=False))
+    every = study.get_trials(deepcopy=False)
+    trials = vocabulary.real_trials(every)
     counts = vocabulary.count_trials(trials)
     budget = limits(spec, config)
     spent = vocabulary.usage(trials, now.timestamp())
@@ -150,6 +153,7 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
         binding=binding,
         stopped=stopped,
         patience_stop=recorded if stopped == "patience" else None,
+        warm_start=sum(map(vocabulary.is_warm_start, every)),
     )
 
 
@@ -242,14 +246,16 @@ def best_of(config: Mapping[str, Any]) -> tuple[StudySpec, FrozenTrial]:
 
 # -- trials --------------------------------------------------------------------------------------
 def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial (surplus claims left out), parameters as `param_<name>` columns."""
-    rows = [_row(trial) for trial in vocabulary.real_trials(study.get_trials(deepcopy=False))]
+    """One row per trial (surplus claims left out), parameters as `param_<name>` columns; warm-start
+    trials are marked in the `warm_start` column with the study and trial they come from."""
+    rows = [_row(trial) for trial in vocabulary.table_trials(study.get_trials(deepcopy=False))]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     params = sorted(c for c in frame.columns if c.startswith("param_"))
+    marked = [WARM_COLUMN] if WARM_COLUMN in frame.columns else []
     # Nullable dtypes: a conditional int parameter stays an int where other trials lack it.
-    return frame.reindex(columns=TABLE_COLUMNS + params).convert_dtypes()
+    return frame.reindex(columns=TABLE_COLUMNS + marked + params).convert_dtypes()
 
 
 def _row(trial: FrozenTrial) -> dict[str, Any]:
@@ -261,6 +267,10 @@ def _row(trial: FrozenTrial) -> dict[str, Any]:
         "duration_s": round(duration, 2) if duration is not None else None,
         **{key: trial.user_attrs.get(key) for key in TABLE_COLUMNS[4:]},
     }
+    if vocabulary.is_warm_start(trial):
+        origin = trial.system_attrs[vocabulary.WARM_START]
+        where = f" in {origin['storage']}" if origin.get("storage") else ""
+        row[WARM_COLUMN] = f"{origin['study']} #{origin['trial']}{where}"
     row.update({f"param_{name}": value for name, value in trial.params.items()})
     return row
 
@@ -277,9 +287,12 @@ def sorted_trials(config: Mapping[str, Any], sort: str = "value", states: list[s
 
 
 def sort_trials(frame: pd.DataFrame, sort: str, direction: str) -> pd.DataFrame:
-    """value: completed trials best first, then pruned, running, waiting, failed; number; duration: longest first."""
+    """value: completed trials best first, then pruned, running, waiting, failed, then warm-start trials
+    (measured under another config); number; duration: longest first."""
     if sort == "value":
         rank = frame["state"].map(_STATE_ORDER).fillna(len(_STATE_ORDER))
+        if WARM_COLUMN in frame.columns:
+            rank = rank + frame[WARM_COLUMN].notna().astype(int) * (len(_STATE_ORDER) + 1)
         frame = (frame.assign(_rank=rank)
                  .sort_values(["_rank", "value", "number"], ascending=[True, direction == "minimize", True],
                               na_position="last", kind="stable")

@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 
 from snakesweep import storage as storages
 from snakesweep import tracking
+from snakesweep import warm_start
 from snakesweep.check import check_model_config
 from snakesweep.config import validate_config
 from snakesweep.errors import UserError, one_line
@@ -36,6 +37,7 @@ def plan(config: dict[str, Any]) -> Plan:
     check_start_points(spec, config)
     storages.storage_url(config)  # every variable it names is set
     tracking.target(config, spec.name)  # mlflow installed, and every variable the URI names is set
+    warm_start.sources(config, spec)  # and those of study.warm_start, which a grid space refuses
     check_model_config(config, spec)
     check_test_data(config)
     inputs = [config["search_space"], *map(str, jsonnet_files(config["model"]["config"]))]

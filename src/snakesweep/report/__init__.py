@@ -115,7 +115,10 @@ def write_report(
 def _top_trials(frame: Any) -> list[dict[str, Any]]:
     import pandas as pd
 
-    frame = frame[frame["state"] == "COMPLETE"].head(TOP_TRIALS)
+    complete = frame["state"] == "COMPLETE"
+    if "warm_start" in frame.columns:  # measured under another config: never among the study's top trials
+        complete &= frame["warm_start"].isna()
+    frame = frame[complete].head(TOP_TRIALS)
     params = [c for c in frame.columns if c.startswith("param_")]
     shown = frame[["number", "value", "epochs", *params]].rename(columns={c: c[len("param_"):] for c in params})
     return [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +38,7 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
         "test": _test(sweep),
         "compute": _compute(sweep),
         "expected_best": None,
+        "warm_start": _warm_start(sweep),
     }
     if best is not None:
         summary["best"] = {
@@ -53,6 +55,14 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
             "half_n": half, "half_mean": curve.mean[half - 1],
         }
     return summary
+
+
+def _warm_start(sweep: Sweep) -> dict[str, Any] | None:
+    """The earlier studies' trials the sampler started from: how many, from which study."""
+    if not sweep.warm:
+        return None
+    studies = Counter(t.system_attrs[vocabulary.WARM_START]["study"] for t in sweep.warm)
+    return {"trials": len(sweep.warm), "studies": dict(sorted(studies.items()))}
 
 
 def _test(sweep: Sweep) -> dict[str, Any] | None:
@@ -149,6 +159,11 @@ def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) 
     rows.append(["Trials", f"{finished}{of_budget} finished: {counts['complete']} complete, "
                  f"{counts['pruned']} pruned; {counts['failed']} failed"
                  + (f", {counts['running']} running" if counts["running"] else "")])
+    warm = summary.get("warm_start")
+    if warm:
+        studies = ", ".join(f"{n} of {name}" for name, n in warm["studies"].items())
+        rows.append(["Warm start", f"{warm['trials']} trials of earlier studies ({studies}): the sampler's "
+                     "prior knowledge, in no count, plot or best above"])
     if compute["epochs_without_pruning"] is not None:
         rows.append(["Epochs trained", f"{compute['epochs_run']} ({compute['epochs_run_finished']} in finished "
                      f"trials, {compute['epochs_failed']} in failed ones)"])

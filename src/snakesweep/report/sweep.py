@@ -40,9 +40,10 @@ class Sweep:
     config: Mapping[str, Any]
     spec: StudySpec
     study: optuna.Study
-    trials: list[FrozenTrial]  # surplus claims left out
+    trials: list[FrozenTrial]  # the study's own: surplus claims and warm-start trials left out
     curves: list[Curve]
     key: str | None
+    warm: list[FrozenTrial] = field(default_factory=list)  # warm-start trials: the sampler's prior knowledge
     test: dict[str, Any] | None = None  # results/test_metrics.json
     retrained: dict[str, dict[str, Any]] = field(default_factory=dict)  # seed -> the retrained run's metrics.json
 
@@ -108,13 +109,15 @@ def load_sweep(
 ) -> Sweep:
     """Read the study (read-only), the trials' epoch files and, when given, the final test metrics."""
     spec, study = open_study(config)
-    trials = vocabulary.real_trials(study.get_trials(deepcopy=False))
+    every = study.get_trials(deepcopy=False)
+    trials = vocabulary.real_trials(every)
+    warm = [t for t in every if vocabulary.is_warm_start(t)]
     key = curve_key(config)
     curves = [c for c in (_curve(config, spec, t, key) for t in trials) if c.epochs]
     test = _read_json(test_metrics) if test_metrics and Path(test_metrics).is_file() else None
     seeds = {str(seed): _read_json(path) for seed, path in (retrained or {}).items() if Path(path).is_file()}
-    return Sweep(config=config, spec=spec, study=study, trials=trials, curves=curves, key=key, test=test,
-                 retrained=seeds)
+    return Sweep(config=config, spec=spec, study=study, trials=trials, curves=curves, key=key, warm=warm,
+                 test=test, retrained=seeds)
 
 
 def _curve(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: str | None) -> Curve:
