@@ -59,9 +59,10 @@ class StudyStore:
         self.study = study
         self.storage = storage_of(study)
         self.within_s = max(OUTAGE_FLOOR_S, vocabulary.stale_after_s(heartbeat_s))
+        self.url = getattr(self.storage, "url", "")  # an RDB storage's, to mask what its driver says
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return storages.through_outages(function, *args, within_s=self.within_s, **kwargs)
+        return storages.through_outages(function, *args, within_s=self.within_s, url=self.url, **kwargs)
 
     # -- reading ----------------------------------------------------------------------------
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
