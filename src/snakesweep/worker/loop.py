@@ -50,7 +50,7 @@ class Worker:
         heartbeat_s = self.config["study"]["heartbeat_s"]
         storage = storages.open_storage(url, heartbeat_s=heartbeat_s)
         self.study = load_study(self.config, self.spec, worker=self.index, storage=storage)
-        self.store = StudyStore(self.study, heartbeat_s)
+        self.store = StudyStore(self.study, heartbeat_s, url=url)
         self.launcher: Launcher = make_launcher(self.config["launcher"])
         self.signals = StopSignals()
         self.liveness = Liveness(self.store, self.index, heartbeat_s, url)
