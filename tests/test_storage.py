@@ -118,3 +118,17 @@ def test_an_unreachable_mysql_server_says_so_not_optunas_commit_error():
     assert text.startswith("config: study.storage: cannot open the storage mysql+pymysql://***:***@127.0.0.1:1/")
     assert "Can't connect to MySQL server on '127.0.0.1'" in text and "server is up" in text
     assert "commit" not in text and "\n" not in text and "hunter2" not in text
+
+
+def test_a_worker_that_gives_up_on_the_server_names_no_user():
+    import sqlalchemy
+
+    url = storages.storage_url(config_with("postgresql://sweeper:${DB_PASSWORD}@db/sweeps"), {"DB_PASSWORD": "pw"})
+
+    def refused() -> None:
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception('password authentication failed for user '
+                                                                        '"sweeper" (pw)'))
+
+    with pytest.raises(storages.StorageUnreachable) as raised:
+        storages.through_outages(refused, within_s=0, url=url)
+    assert 'user "***" (***)' in str(raised.value) and "sweeper" not in str(raised.value)

@@ -51,13 +51,14 @@ class StudyStore:
     A longer outage ends in storages.StorageUnreachable: one line, and the next run goes on.
     """
 
-    def __init__(self, study: optuna.Study, heartbeat_s: float) -> None:
+    def __init__(self, study: optuna.Study, heartbeat_s: float, url: str = "") -> None:
         self.study = study
         self.storage = storage_of(study)
         self.within_s = max(OUTAGE_FLOOR_S, vocabulary.stale_after_s(heartbeat_s))
+        self.url = url  # the storage's, to mask what its driver says
 
     def call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return storages.through_outages(function, *args, within_s=self.within_s, **kwargs)
+        return storages.through_outages(function, *args, within_s=self.within_s, url=self.url, **kwargs)
 
     # -- reading ----------------------------------------------------------------------------
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:

@@ -181,12 +181,13 @@ class StorageUnreachable(UserError):
     """The storage stayed unreachable longer than a worker waits for it."""
 
 
-def through_outages(call: Callable[..., T], *args: Any, within_s: float, **kwargs: Any) -> T:
+def through_outages(call: Callable[..., T], *args: Any, within_s: float, url: str = "", **kwargs: Any) -> T:
     """Run one storage call, retrying with backoff while the server is unreachable, up to `within_s`.
 
     pool_pre_ping only checks a connection when it leaves the pool; a server restarted during a
     query still breaks that query, and the worker would die with its trial half-told. A longer
-    outage ends in StorageUnreachable: one line, and the next run of the workflow goes on.
+    outage ends in StorageUnreachable: one line, and the next run of the workflow goes on; the
+    driver's reason in it is masked with `url` (a refused login names the user).
     """
     deadline = time.monotonic() + within_s
     pause = 0.2
@@ -198,7 +199,7 @@ def through_outages(call: Callable[..., T], *args: Any, within_s: float, **kwarg
                 raise
             if time.monotonic() + pause > deadline:
                 raise StorageUnreachable(
-                    f"the storage stayed unreachable for {within_s:.0f} s: {_first_line(error)}",
+                    f"the storage stayed unreachable for {within_s:.0f} s: {mask_text(_first_line(error), url)}",
                     file="config",
                     field="study.storage",
                     fix="bring the database server back, then run the workflow again: the study goes on "
