@@ -3,7 +3,9 @@
     python -m snakesweep.tracking.shipper [--follow] [--log FILE]... JOURNAL...
 
 --follow (a worker's): ship the journal as it grows until stdin closes, retrying with backoff while
-MLflow does not answer; then ship what is left, unless MLflow is down, and exit at once.
+MLflow does not answer; then ship what is left, unless MLflow is down, and exit at once. It writes
+one byte to stdout once MLflow took the journal: a worker waits at its end only for a shipper that
+has (not for one still importing mlflow, or facing an outage: the select step catches up).
 Without it (the final steps): ship what is pending in each journal and exit, at the first outage
 too: a later step catches up. One warning line per outage; an event MLflow refuses is skipped with
 a warning. Progress is saved after each event.
@@ -95,11 +97,18 @@ class Shipper:
             self.runs[key] = Runs(target)
         return self.runs[key]
 
-    def follow(self, journal: Path, lifeline: BinaryIO) -> None:
-        """Ship `journal` as it grows until `lifeline` (stdin) reaches its end."""
+    def follow(self, journal: Path, lifeline: BinaryIO, ready: BinaryIO) -> None:
+        """Ship `journal` as it grows until `lifeline` (stdin) reaches its end; say on `ready` (stdout)
+        when MLflow first took everything, so that the worker knows a last pass is worth waiting for."""
         pause = POLL_S
+        said_ready = False
         while True:
-            pause = POLL_S if self.ship(journal) else min(max(2 * pause, 1.0), MAX_PAUSE_S)
+            shipped = self.ship(journal)
+            if shipped and not said_ready:
+                ready.write(b"r")
+                ready.flush()
+                said_ready = True
+            pause = POLL_S if shipped else min(max(2 * pause, 1.0), MAX_PAUSE_S)
             ready, _, _ = select.select([lifeline], [], [], pause)
             if ready and not os.read(lifeline.fileno(), 4096):
                 if not self.down:
@@ -136,10 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     for name, value in ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # MLflow prints each run's URL, password included: nothing of MLflow's reaches stdout.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    ready = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     shipper = Shipper()
     if args.follow:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker too, which closes our stdin
-        shipper.follow(args.journals[0], sys.stdin.buffer)
+        shipper.follow(args.journals[0], sys.stdin.buffer, ready)
     else:
         shipper.once(args.journals)
     return 0
