@@ -4,8 +4,8 @@
 
 --follow (a worker's): ship the journal as it grows until stdin closes, retrying with backoff while
 MLflow does not answer; then ship what is left, unless MLflow is down, and exit at once. It writes
-one byte to stdout once MLflow took the journal: a worker waits at its end only for a shipper that
-has (not for one still importing mlflow, or facing an outage: the select step catches up).
+one byte to stdout once MLflow has taken the whole journal; at its end a worker waits only for a
+shipper that said so. One still importing mlflow, or facing an outage, is stopped: select catches up.
 Without it (the final steps): ship what is pending in each journal and exit, at the first outage
 too: a later step catches up. One warning line per outage; an event MLflow refuses is skipped with
 a warning. Progress is saved after each event.
@@ -32,8 +32,8 @@ MAX_PAUSE_S = 30.0
 # MLflow's own HTTP retries would hold a shipper for minutes: ours are the outer loop. And its INFO lines.
 ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                 "MLFLOW_LOGGING_LEVEL": "WARNING"}
-# MlflowException codes that mean "not now" rather than "never".
 _GIST = re.compile(r"\[Errno -?\d+\] ([^'\")]+)|(Read timed out)|(Connection aborted)")
+# MlflowException codes that mean "not now" rather than "never".
 TRANSIENT = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
              "ENDPOINT_NOT_FOUND", "IO_ERROR"}
 
@@ -51,6 +51,8 @@ def is_outage(error: BaseException) -> bool:
 
 
 class Shipper:
+    """Sends journals to MLflow; remembers whether MLflow is down, to warn once per outage."""
+
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str, str], Any] = {}
         self.down = False
