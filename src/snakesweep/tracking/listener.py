@@ -131,7 +131,7 @@ class JournalListener(Listener):
         try:
             self._shipper.wait(timeout=SHIPPER_WAIT_S[self.ship])
         except subprocess.TimeoutExpired:
-            self._shipper.terminate()  # its progress is saved after each event
+            self._shipper.terminate()  # what it sent in its last pass is sent again later: harmless
             self._shipper.wait()
             log.info("MLflow logging took longer than %.0f s here; a later step logs the rest",
                      SHIPPER_WAIT_S[self.ship])

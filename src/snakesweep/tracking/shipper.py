@@ -8,7 +8,7 @@ one byte to stdout once MLflow has taken the whole journal; at its end a worker 
 shipper that said so. One still importing mlflow, or facing an outage, is stopped: select catches up.
 Without it (the final steps): ship what is pending in each journal and exit, at the first outage
 too: a later step catches up. One warning line per outage; an event MLflow refuses is skipped with
-a warning. Progress is saved after each event.
+a warning. Progress is saved every few seconds and at the end of each pass over a journal.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import re
 import select
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,6 +30,7 @@ from snakesweep.tracking.target import Target
 log = logging.getLogger("snakesweep.tracking")
 POLL_S = 0.5
 MAX_PAUSE_S = 30.0
+SAVE_EVERY_S = 2.0
 # MLflow's own HTTP retries would hold a shipper for minutes: ours are the outer loop. And its INFO lines.
 ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                 "MLFLOW_LOGGING_LEVEL": "WARNING"}
@@ -63,11 +65,18 @@ class Shipper:
             if not ours:
                 return True  # another shipper is at it
             progress = read_progress(journal)
-            for offset, event in pending(journal, progress.offset):
-                if event is not None and not self._apply(event, progress, journal):
-                    return False
-                progress.offset = offset
-                save_progress(journal, progress)
+            saved, saved_at = progress.offset, time.monotonic()
+            try:
+                for offset, event in pending(journal, progress.offset):
+                    if event is not None and not self._apply(event, progress, journal):
+                        return False
+                    progress.offset = offset
+                    if time.monotonic() - saved_at > SAVE_EVERY_S:
+                        save_progress(journal, progress)
+                        saved, saved_at = offset, time.monotonic()
+            finally:  # a killed shipper sends what it did since then again: harmless
+                if progress.offset != saved:
+                    save_progress(journal, progress)
         if self.down:
             log.info("MLflow answers again: the runs are caught up")
             self.down = False
