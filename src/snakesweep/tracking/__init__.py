@@ -8,6 +8,8 @@ what it could not send to the next step. Nothing here imports mlflow; only the s
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,11 +48,9 @@ def listening(config: Mapping[str, Any], study: str, writer: str, *, ship: str) 
 
 def catch_up(config: Mapping[str, Any]) -> list[Path]:
     """Log to MLflow what every study's steps left pending (an outage); return the journals still pending."""
-    from snakesweep.tracking import shipper
-
     if config["tracking"]["mlflow"] is None:
         raise UserError("MLflow tracking is off", file="config", field="tracking.mlflow", fix="set tracking: {mlflow: {}}")
     found = [path for directory in sorted(Paths.of(config).studies_dir.glob("*/tracking")) for path in journals(directory)]
     if found:
-        shipper.main([str(path) for path in found])
+        subprocess.run([sys.executable, "-m", "snakesweep.tracking.shipper", *map(str, found)], check=False)
     return [path for path in found if has_pending(path)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import select
 import subprocess
 import sys
 import uuid
@@ -125,13 +126,17 @@ class JournalListener(Listener):
             return
         if self._shipper.stdin is not None:
             self._shipper.stdin.close()  # the end of the journal: ship what is left, then exit
+            if not select.select([self._shipper.stdout], [], [], 0)[0]:  # not ready: a later step ships
+                self._shipper.terminate()
         try:
             self._shipper.wait(timeout=SHIPPER_WAIT_S[self.ship])
         except subprocess.TimeoutExpired:
-            self._shipper.terminate()  # its progress is saved after each event
+            self._shipper.terminate()  # what it sent in its last pass is sent again later: harmless
             self._shipper.wait()
             log.info("MLflow logging took longer than %.0f s here; a later step logs the rest",
                      SHIPPER_WAIT_S[self.ship])
+        if self._shipper.stdout is not None:
+            self._shipper.stdout.close()
 
     @staticmethod
     def _start_shipper(paths: list[Path], *, follow: bool) -> subprocess.Popen[bytes]:
@@ -140,4 +145,5 @@ class JournalListener(Listener):
         command = [sys.executable, "-m", "snakesweep.tracking.shipper", *(["--follow"] if follow else [])]
         for path in logs:
             command += ["--log", path]
-        return subprocess.Popen([*command, *map(str, paths)], stdin=subprocess.PIPE if follow else subprocess.DEVNULL)
+        pipe = subprocess.PIPE if follow else subprocess.DEVNULL
+        return subprocess.Popen([*command, *map(str, paths)], stdin=pipe, stdout=pipe)

@@ -3,10 +3,12 @@
     python -m snakesweep.tracking.shipper [--follow] [--log FILE]... JOURNAL...
 
 --follow (a worker's): ship the journal as it grows until stdin closes, retrying with backoff while
-MLflow does not answer; then ship what is left, unless MLflow is down, and exit at once.
+MLflow does not answer; then ship what is left, unless MLflow is down, and exit at once. It writes
+one byte to stdout once MLflow has taken the whole journal; at its end a worker waits only for a
+shipper that said so. One still importing mlflow, or facing an outage, is stopped: select catches up.
 Without it (the final steps): ship what is pending in each journal and exit, at the first outage
 too: a later step catches up. One warning line per outage; an event MLflow refuses is skipped with
-a warning. Progress is saved after each event.
+a warning. Progress is saved every few seconds and at the end of each pass over a journal.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 import select
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,11 +30,12 @@ from snakesweep.tracking.target import Target
 log = logging.getLogger("snakesweep.tracking")
 POLL_S = 0.5
 MAX_PAUSE_S = 30.0
+SAVE_EVERY_S = 2.0
 # MLflow's own HTTP retries would hold a shipper for minutes: ours are the outer loop. And its INFO lines.
 ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                 "MLFLOW_LOGGING_LEVEL": "WARNING"}
-# MlflowException codes that mean "not now" rather than "never".
 _GIST = re.compile(r"\[Errno -?\d+\] ([^'\")]+)|(Read timed out)|(Connection aborted)")
+# MlflowException codes that mean "not now" rather than "never".
 TRANSIENT = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED",
              "ENDPOINT_NOT_FOUND", "IO_ERROR"}
 
@@ -49,6 +53,8 @@ def is_outage(error: BaseException) -> bool:
 
 
 class Shipper:
+    """Sends journals to MLflow; remembers whether MLflow is down, to warn once per outage."""
+
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str, str], Any] = {}
         self.down = False
@@ -59,11 +65,18 @@ class Shipper:
             if not ours:
                 return True  # another shipper is at it
             progress = read_progress(journal)
-            for offset, event in pending(journal, progress.offset):
-                if event is not None and not self._apply(event, progress, journal):
-                    return False
-                progress.offset = offset
-                save_progress(journal, progress)
+            saved, saved_at = progress.offset, time.monotonic()
+            try:
+                for offset, event in pending(journal, progress.offset):
+                    if event is not None and not self._apply(event, progress, journal):
+                        return False
+                    progress.offset = offset
+                    if time.monotonic() - saved_at > SAVE_EVERY_S:
+                        save_progress(journal, progress)
+                        saved, saved_at = offset, time.monotonic()
+            finally:  # a killed shipper sends what it did since then again: harmless
+                if progress.offset != saved:
+                    save_progress(journal, progress)
         if self.down:
             log.info("MLflow answers again: the runs are caught up")
             self.down = False
@@ -95,11 +108,18 @@ class Shipper:
             self.runs[key] = Runs(target)
         return self.runs[key]
 
-    def follow(self, journal: Path, lifeline: BinaryIO) -> None:
-        """Ship `journal` as it grows until `lifeline` (stdin) reaches its end."""
+    def follow(self, journal: Path, lifeline: BinaryIO, ready: BinaryIO) -> None:
+        """Ship `journal` as it grows until `lifeline` (stdin) reaches its end; say on `ready` (stdout)
+        when MLflow first took everything, so that the worker knows a last pass is worth waiting for."""
         pause = POLL_S
+        said_ready = False
         while True:
-            pause = POLL_S if self.ship(journal) else min(max(2 * pause, 1.0), MAX_PAUSE_S)
+            shipped = self.ship(journal)
+            if shipped and not said_ready:
+                ready.write(b"r")
+                ready.flush()
+                said_ready = True
+            pause = POLL_S if shipped else min(max(2 * pause, 1.0), MAX_PAUSE_S)
             ready, _, _ = select.select([lifeline], [], [], pause)
             if ready and not os.read(lifeline.fileno(), 4096):
                 if not self.down:
@@ -136,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
     for name, value in ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # MLflow prints each run's URL, password included: nothing of MLflow's reaches stdout.
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    ready = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     shipper = Shipper()
     if args.follow:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker too, which closes our stdin
-        shipper.follow(args.journals[0], sys.stdin.buffer)
+        shipper.follow(args.journals[0], sys.stdin.buffer, ready)
     else:
         shipper.once(args.journals)
     return 0
