@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow_project import ROOT, edit_config, make, planned_rules, read_config, snakemake, write_config
+from tests.conftest import BIN, wait_until
+from tests.workflow_project import (ROOT, SNAKEFILE, edit_config, job_counts, make, planned_rules, read_config,
+                                     snakemake, update, write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +168,77 @@ def test_a_dry_run_finds_what_would_fail_only_mid_sweep(tmp_path, env, change, w
     assert result.returncode == 1, result.stdout + result.stderr
     assert words in last_line(result) and "Traceback" not in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_target_goes_before_configfile_or_after_a_double_dash(tmp_path, env):
+    """The two orders the README and the profiles show plan exactly the target with the given
+    config; the other order reads the target as a second config file."""
+    documented = ["snakemake --cores all results/best_params.json --configfile my.yaml",
+                  "snakemake --cores all --configfile my.yaml -- results/best_params.json"]
+    readme = (ROOT / "README.md").read_text()
+    assert all(command in readme for command in documented)
+    for profile in ("local", "slurm"):
+        text = (ROOT / "profiles" / profile / "config.yaml").read_text()
+        assert f"--profile profiles/{profile} results/best_params.json --configfile my.yaml" in text
+        assert f"--profile profiles/{profile} --configfile my.yaml -- results/best_params.json" in text
+
+    make(tmp_path)
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(update(read_config(tmp_path), {"workers": {"count": 3}})))
+    sweep_only = {"create_study": 1, "worker": 3, "select": 1}
+    before = snakemake(tmp_path, "results/best_params.json", "--configfile", "my.yaml", "-n", "--quiet", "rules", env=env)
+    assert job_counts(before) == sweep_only
+    after_dashes = snakemake(tmp_path, "-n", "--quiet", "rules", "--configfile", "my.yaml", "--", "results/best_params.json",
+                             env=env)
+    assert job_counts(after_dashes) == sweep_only
+    wrong = snakemake(tmp_path, "-n", "--configfile", "my.yaml", "results/best_params.json", env=env)
+    assert wrong.returncode != 0 and "results/best_params.json" in wrong.stdout + wrong.stderr
+
+def study_status(directory, env):
+    """`snakesweep status --json` in the project, as a user would ask it."""
+    result = subprocess.run([sys.executable, "-m", "snakesweep.cli", "status", "--json", "--configfile",
+                             "config/config.yaml"], cwd=directory, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("whom", ["snakemake", "group"])
+def test_an_interrupted_sweep_goes_on_with_a_plain_rerun(tmp_path, env, whom):
+    """SIGINT mid-sweep, both workers holding a trial. To the snakemake process alone (`kill -INT
+    PID`): it starts no new job and waits for the workers, which fill the study, then exits 1 with
+    their outputs marked incomplete. To the whole group (Ctrl-C in the terminal): each worker fails
+    and requeues its trial and exits 130. Either way no trial is left running, and a plain
+    `snakemake --cores 2` (the workflow profile's rerun-incomplete) ends the sweep, the total exact."""
+    gate = tmp_path / "gate"
+    make(tmp_path, study={"n_trials": 6}, model={"overrides": {"gate": str(gate)}})
+    with (tmp_path / "first-run.log").open("w") as log:
+        first = subprocess.Popen([str(BIN / "snakemake"), "--snakefile", str(SNAKEFILE), "--cores", "2"],
+                                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: len(list(tmp_path.glob("results/studies/*/trials/*/metrics_epoch_0.json"))) >= 2
+                   or first.poll() is not None, "both workers training", timeout=300)
+        assert first.poll() is None, (tmp_path / "first-run.log").read_text()[-3000:]
+        if whom == "snakemake":
+            os.kill(first.pid, signal.SIGINT)
+        else:
+            os.killpg(first.pid, signal.SIGINT)
+        gate.touch()
+        first.wait(timeout=300)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    output = (tmp_path / "first-run.log").read_text()
+    assert first.returncode == 1, output[-3000:]
+    state = study_status(tmp_path, env)
+    assert state["counts"]["running"] == 0, state
+    if whom == "snakemake":
+        assert state["finished"] == 6, "the workers went on to the end"
+    else:
+        assert state["counts"]["failed"] == 2 and state["counts"]["waiting"] == 2, "both trials queued again"
+        assert output.count("stopped by SIGINT; the running trial was queued again") == 2, output[-3000:]
+
+    again = snakemake(tmp_path, env=env)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    state = study_status(tmp_path, env)
+    assert state["finished"] == 6 and state["counts"]["running"] == state["counts"]["waiting"] == 0
+    best = json.loads((tmp_path / "results" / "best_params.json").read_text())
+    assert best["counts"]["complete"] + best["counts"]["pruned"] == 6

@@ -83,7 +83,11 @@ def snakemake(directory: Path, *args: str, env: dict[str, str] | None = None,
 
 def planned_rules(directory: Path, env: dict[str, str] | None = None) -> dict[str, int]:
     """What `snakemake -n` would run: {rule: job count}; empty when nothing is to be done."""
-    result = snakemake(directory, "-n", "--quiet", "rules", env=env)
+    return job_counts(snakemake(directory, "-n", "--quiet", "rules", env=env))
+
+
+def job_counts(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """The job count table of a `snakemake -n --quiet rules` run: {rule: job count}."""
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     if "Nothing to be done" in output:
