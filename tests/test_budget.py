@@ -17,7 +17,8 @@ from snakesweep.selection import select
 from snakesweep.errors import UserError
 from snakesweep.study import create_study, limits, load_study, study_spec
 from snakesweep.trialfiles import EPOCH_PATTERN
-from snakesweep.trials import EPOCHS_HELD, Limits, claim_refusal, epochs_over, real_trials, trial_seconds
+from snakesweep.trials import EPOCHS_HELD, real_trials
+from snakesweep.budgets import Limits, claim_refusal, epochs_over, trial_seconds
 from tests.conftest import ROOT, write_project
 from tests.test_worker import NO_PRUNING, finish, worker
 

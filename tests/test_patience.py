@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 from snakesweep.config import load_config
 from snakesweep.selection import select
 from snakesweep.study import load_study
-from snakesweep.trials import STOPPED, patience_stop, real_trials
+from snakesweep.trials import STOPPED, real_trials
+from snakesweep.budgets import patience_stop
 from tests.conftest import ROOT
 from tests.test_budget import frozen, project
 from tests.test_worker import finish, worker

@@ -15,7 +15,8 @@ from snakesweep.launchers import make_launcher
 from snakesweep.launchers.command import interpreter_or
 from snakesweep.process_env import limit_threads
 from snakesweep.render import apply_overrides
-from snakesweep.trialfiles import log_tail, write_json
+from snakesweep.logs import log_tail
+from snakesweep.trialfiles import write_json
 
 
 def retrain_config(config: Mapping[str, Any], best: Mapping[str, Any], seed: int) -> dict[str, Any]:

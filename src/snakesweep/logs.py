@@ -48,3 +48,12 @@ def quiet_optuna() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
+
+
+def log_tail(path: str | Path, lines: int = 40) -> str:
+    """The last `lines` lines of a log (at most 4000 characters); empty when it cannot be read."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])[-4000:]

@@ -16,7 +16,8 @@ from snakesweep.render import render
 from snakesweep.study import StudySpec, limits, load_study, study_spec
 from snakesweep.trialfiles import stage_json
 from snakesweep.tracking import Listener
-from snakesweep.trials import STOPPED, best_trial, count_trials, real_trials, usage
+from snakesweep.trials import STOPPED, best_trial, count_trials, real_trials
+from snakesweep.budgets import usage
 from snakesweep.view import render_params, trials_table
 
 

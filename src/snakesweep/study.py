@@ -21,7 +21,7 @@ from snakesweep.optuna_api import SweepGridSampler, pruning_own_trials
 from snakesweep.optuna_json import build, load_optuna_json
 from snakesweep.space import SearchSpace
 from snakesweep.space_parsing import load_space
-from snakesweep.trials import Limits
+from snakesweep.budgets import Limits
 
 ATTR_FINGERPRINT = "snakesweep:fingerprint"
 ATTR_DEFINITION = "snakesweep:definition"

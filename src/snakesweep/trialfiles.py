@@ -35,7 +35,6 @@ __all__ = [
     "checkpoint_dir",
     "epoch_file",
     "find_checkpoints",
-    "log_tail",
     "read_epoch_metrics",
     "read_final_metrics",
     "resume_checkpoint",
@@ -170,15 +169,6 @@ def read_epoch_metrics(serialization_dir: PathLike) -> dict[int, dict[str, Any]]
         if metrics is not None:
             epochs[epoch] = metrics
     return epochs
-
-
-def log_tail(path: PathLike, lines: int = 40) -> str:
-    """The last `lines` lines of a log (at most 4000 characters); empty when it cannot be read."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])[-4000:]
 
 
 def read_final_metrics(serialization_dir: PathLike) -> dict[str, Any] | None:

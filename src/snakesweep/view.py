@@ -19,11 +19,11 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from snakesweep import storage as storages
+from snakesweep import budgets
 from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
 from snakesweep.paths import REPEAT_PREFIX, Paths, run_dirs
 from snakesweep.study import StudySpec, limits, load_study, study_spec
-from snakesweep.trials import Limits, Usage
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
 
 _STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
@@ -121,7 +121,7 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     trials = vocabulary.real_trials(every)
     counts = vocabulary.count_trials(trials)
     budget = limits(spec, config)
-    spent = vocabulary.usage(trials, now.timestamp())
+    spent = budgets.usage(trials, now.timestamp())
     recorded = study.user_attrs.get(vocabulary.STOPPED)
     stopped = budget.stop_reason(spent, recorded)
     key = curve_key(config)
@@ -147,7 +147,7 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
         curve_key=key,
         busy_s=busy,
         trials_per_hour=rate,
-        left_s=0.0 if stopped else time_left(budget, binding, spent, busy, config["workers"]["count"]),
+        left_s=0.0 if stopped else budgets.time_left(budget, binding, spent, busy, config["workers"]["count"]),
         limits=budget.to_dict(),
         used={"trials": spent.finished, "epochs": spent.epochs, "hours": spent.seconds / 3600},
         binding=binding,
@@ -155,21 +155,6 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
         patience_stop=recorded if stopped == "patience" else None,
         warm_start=sum(map(vocabulary.is_warm_start, every)),
     )
-
-
-def time_left(budget: Limits, binding: str | None, spent: Usage, busy_s: float, workers: int) -> float | None:
-    """Seconds until the binding limit is reached, at the pace so far (hours: with the trials running)."""
-    if binding == "hours" and budget.hours is not None:
-        return max(3600 * budget.hours - spent.seconds, 0.0) / max(spent.running or workers, 1)
-    if binding == "n_trials" and budget.n_trials is not None:
-        done, total = spent.finished, budget.n_trials
-    elif binding == "epochs" and budget.epochs is not None:
-        done, total = spent.epochs, budget.epochs
-    else:
-        return None
-    if done >= total:
-        return 0.0
-    return (total - done) / done * busy_s if done and busy_s > 0 else None
 
 
 def _running(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: str | None,

@@ -11,9 +11,10 @@ import time
 
 import optuna
 
+from snakesweep import budgets
 from snakesweep import trials as vocabulary
 from snakesweep.optuna_api import StudyStore
-from snakesweep.trials import Limits
+from snakesweep.budgets import Limits
 
 REFRESH_S = 1.0
 """How often a running trial reads the study again for the hours left: a trial started elsewhere
@@ -37,14 +38,14 @@ class Allowance:
             self.store.set_user_attr(trial, vocabulary.EPOCHS, 0)
             self.store.set_user_attr(trial, vocabulary.TRAIN_S, None)
             self.store.set_system_attr(trial, vocabulary.EPOCHS_HELD, 1)
-        return vocabulary.claim_refusal(trial.number, self.store.trials(), self.limits, self.direction, time.time())
+        return budgets.claim_refusal(trial.number, self.store.trials(), self.limits, self.direction, time.time())
 
     def grant_epoch(self, trial: optuna.Trial, trained: int) -> bool:
         """Whether the trial may train one more epoch after `trained`: its hold is written, then counted."""
         if self.limits.epochs is None:
             return True
         self.store.set_system_attr(trial, vocabulary.EPOCHS_HELD, trained + 1)
-        return not vocabulary.epochs_over(self.store.trials(), self.limits.epochs)
+        return not budgets.epochs_over(self.store.trials(), self.limits.epochs)
 
     def seconds_left(self) -> float:
         """How long the trial may still train before the trial hours are spent (inf: no limit).
@@ -55,6 +56,6 @@ class Allowance:
             return math.inf
         now = time.monotonic()
         if now >= self._next_read or now >= self._deadline:
-            self._deadline = now + vocabulary.seconds_left(self.store.trials(), self.limits.hours, time.time())
+            self._deadline = now + budgets.seconds_left(self.store.trials(), self.limits.hours, time.time())
             self._next_read = now + REFRESH_S
         return self._deadline - now

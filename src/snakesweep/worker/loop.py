@@ -1,7 +1,7 @@
 """A worker: runs trials until the study reaches one of its limits, counted over all workers.
 
 Exactness without a lock: a worker claims a trial by creating it (trial numbers are handed out in
-creation order by every storage), then applies the budget rules (`trials.claim_refusal`). A
+creation order by every storage), then applies the budget rules (`budgets.claim_refusal`). A
 surplus claim is closed at once, marked, and never trained, so the study never holds more
 finished trials than asked for; epochs and hours are granted as trials go (worker/allowance.py).
 """
@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 
 from snakesweep import storage as storages
+from snakesweep import budgets
 from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
 from snakesweep.launchers import Launcher, make_launcher
@@ -27,7 +28,7 @@ from snakesweep.paths import Paths
 from snakesweep.process_env import assign_gpu, limit_threads
 from snakesweep.study import StudySpec, limits, load_study, study_spec
 from snakesweep.tracking import Listener, listening
-from snakesweep.trials import Limits, Usage
+from snakesweep.budgets import Limits, Usage
 from snakesweep.worker.allowance import Allowance
 from snakesweep.worker.liveness import Liveness, StopSignals
 from snakesweep.worker.trial_run import TrialRun
@@ -91,7 +92,7 @@ class Worker:
             while self.stopped is None:
                 self.signals.check()
                 trials = self.liveness.trials_after_stale_check()
-                usage = vocabulary.usage(trials, time.time())
+                usage = budgets.usage(trials, time.time())
                 self.stopped = self.limits.reached(usage) or self._patience(trials)
                 if self.stopped:
                     break
@@ -130,7 +131,7 @@ class Worker:
         recorded = self.store.study_attr(vocabulary.STOPPED)
         if not recorded:
             return None
-        if self.limits.patience is not None and vocabulary.same_patience(recorded, self.limits):
+        if self.limits.patience is not None and budgets.same_patience(recorded, self.limits):
             return "patience"
         self.store.set_study_attr(vocabulary.STOPPED, None)
         return None
@@ -138,7 +139,7 @@ class Worker:
     def _patience(self, trials: list[optuna.trial.FrozenTrial]) -> str | None:
         if self.limits.patience is None:
             return None
-        stop = vocabulary.patience_stop(trials, self.spec.direction, self.limits.patience, self.limits.min_delta)
+        stop = budgets.patience_stop(trials, self.spec.direction, self.limits.patience, self.limits.min_delta)
         if stop is None:
             return None
         self.store.set_study_attr(vocabulary.STOPPED, stop)
@@ -159,7 +160,7 @@ class Worker:
     def summary(self) -> dict[str, Any]:
         trials = self.store.trials()
         counts = vocabulary.count_trials(trials)
-        usage = vocabulary.usage(trials, time.time())
+        usage = budgets.usage(trials, time.time())
         return {
             "study": self.spec.name,
             "worker": self.index,
@@ -181,5 +182,5 @@ class Worker:
         log.info(
             "trial %d %s%s%s params %s in %.1fs; %s; %s",
             record["number"], record["state"], value, reason, json.dumps(record["params"]),
-            record["seconds"], best_text, self._progress(vocabulary.usage(trials, time.time())),
+            record["seconds"], best_text, self._progress(budgets.usage(trials, time.time())),
         )

@@ -24,7 +24,8 @@ from snakesweep.provenance import provenance
 from snakesweep.render import render
 from snakesweep.study import StudySpec
 from snakesweep.tracking import Listener
-from snakesweep.trialfiles import EpochWatcher, epoch_file, log_tail, write_json
+from snakesweep.logs import log_tail
+from snakesweep.trialfiles import EpochWatcher, epoch_file, write_json
 from snakesweep.worker.allowance import Allowance
 from snakesweep.worker.liveness import Liveness, StopSignals
 from snakesweep.worker.resume import Resumed, Resumer, Run
