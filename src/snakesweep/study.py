@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,11 @@ from snakesweep import storage as storages
 from snakesweep.errors import UserError
 from snakesweep.optuna_api import SweepGridSampler, pruning_own_trials
 from snakesweep.optuna_json import build, load_optuna_json
-from snakesweep.space import SearchSpace
 from snakesweep.space_parsing import load_space
 from snakesweep.budgets import Limits
+from snakesweep.definition import ATTR_DEFINITION, ATTR_FINGERPRINT, ATTR_SPACE, StudySpec  # noqa: F401
 
-ATTR_FINGERPRINT = "snakesweep:fingerprint"
-ATTR_DEFINITION = "snakesweep:definition"
-ATTR_SPACE = "snakesweep:space"  # the normalised space: a later study's warm start reads its constants
 _IMPORT = re.compile(r"""\bimport(?:str|bin)?\s+(['"])(?P<path>[^'"]+)\1""")
-
-
-@dataclass(frozen=True)
-class StudySpec:
-    """Everything that defines a study, read from the config and its files."""
-
-    name: str
-    fingerprint: str
-    direction: str
-    space: SearchSpace
-    sampler: Mapping[str, Any]
-    pruner: Mapping[str, Any]
-    definition: Mapping[str, Any]
 
 
 def worker_seed(seed: int, worker: int) -> int:

@@ -28,7 +28,7 @@ from snakesweep.errors import UserError
 from snakesweep.optuna_api import all_trials, storage_of
 from snakesweep.space import SearchSpace, _same
 from snakesweep.space_parsing import parse_space
-from snakesweep.study import ATTR_DEFINITION, ATTR_FINGERPRINT, ATTR_SPACE, StudySpec
+from snakesweep.definition import ATTR_DEFINITION, ATTR_FINGERPRINT, ATTR_SPACE, StudySpec
 
 PREVIOUS = "previous"
 FIELD = "study.warm_start"

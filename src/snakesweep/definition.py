@@ -1,0 +1,26 @@
+"""What defines a study: its spec, and the study attributes that record it in the storage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from snakesweep.space import SearchSpace
+
+ATTR_FINGERPRINT = "snakesweep:fingerprint"
+ATTR_DEFINITION = "snakesweep:definition"
+ATTR_SPACE = "snakesweep:space"  # the normalised space: a later study's warm start reads its constants
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything that defines a study, read from the config and its files."""
+
+    name: str
+    fingerprint: str
+    direction: str
+    space: SearchSpace
+    sampler: Mapping[str, Any]
+    pruner: Mapping[str, Any]
+    definition: Mapping[str, Any]
