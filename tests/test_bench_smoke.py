@@ -21,6 +21,7 @@ SCRIPTS = {
     "search.py": "| asha / default",
     "dry_run.py": "| one-rule Snakefile, output present",
     "memory.py": "| launcher | RSS after 1 MiB",
+    "warm_start.py": "cold: epochs (trials)",
 }
 
 
