@@ -129,11 +129,13 @@ def project(problem: str, directory: Path, method: str, seed: int, epochs: int, 
 
 
 def trial_records(worker: Any) -> list[dict[str, Any]]:
+    """The trials the worker's study ran, in order: surplus claims and warm-start trials left out."""
     from snakesweep.paths import Paths
+    from snakesweep.trials import real_trials
 
     records = []
-    for trial in sorted(worker.study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if trial.state.name not in ("COMPLETE", "PRUNED", "FAIL") or trial.system_attrs.get("snakesweep:surplus"):
+    for trial in sorted(real_trials(worker.study.get_trials(deepcopy=False)), key=lambda t: t.number):
+        if trial.state.name not in ("COMPLETE", "PRUNED", "FAIL"):
             continue
         directory = Paths.of(worker.config).trial_dir(worker.spec.name, trial.number)
         records.append({"number": trial.number, "state": trial.state.name, "value": trial.value,

@@ -23,6 +23,7 @@ SCRIPTS = {
     "memory.py": "| launcher | RSS after 1 MiB",
     "budget.py": "| budget",
     "tracking.py": "| tracking | worker wall s",
+    "warm_start.py": "cold: epochs (trials)",
 }
 
 
