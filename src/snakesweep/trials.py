@@ -29,7 +29,8 @@ HEARTBEAT = "snakesweep:heartbeat"
 FAILED_TRIAL = "failed_trial"
 GRID_ID = "grid_id"
 EPOCHS_HELD = "snakesweep:epochs_held"
-"""A running trial's epochs trained plus the one it may train next, written before it is counted."""
+"""A running trial's epochs trained plus the one it may train next, written before it is counted;
+back to the epochs trained once its trainer has ended."""
 
 # Study attribute: why the study stopped before its budget, with the setting that decided it.
 STOPPED = "snakesweep:stopped"
@@ -156,13 +157,15 @@ def trained_epochs(trial: FrozenTrial) -> int:
 def epochs_held(trial: FrozenTrial) -> int:
     """Epochs a trial counts against the epoch budget.
 
-    A running trial holds its next epoch too (EPOCHS_HELD, at least one more than it trained),
-    and a waiting one its first, so a claim or an epoch counts everything granted before it.
+    A running trial holds the epoch it may train next too (EPOCHS_HELD; its first until it asks
+    for more, none once its trainer has ended), and a waiting one its first, so a claim or an epoch
+    counts everything granted before it.
     """
     if trial.state == TrialState.WAITING:
         return 1
     if trial.state == TrialState.RUNNING:
-        return max(int(trial.system_attrs.get(EPOCHS_HELD) or 0), trained_epochs(trial) + 1)
+        held = trial.system_attrs.get(EPOCHS_HELD)
+        return trained_epochs(trial) + 1 if held is None else max(int(held), trained_epochs(trial))
     return trained_epochs(trial)
 
 

@@ -23,8 +23,8 @@ from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
 from snakesweep.paths import Paths
 from snakesweep.study import StudySpec, limits, load_study, study_spec
-from snakesweep.trials import Limits, Usage
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
+from snakesweep.trials import Limits, Usage
 
 _STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
 TABLE_COLUMNS = [
