@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/budget.py                  # N in 1 4 16, 3 repeats
     .venv/bin/python bench/budget.py --smoke          # N in 1 2, 1 repeat
-    .venv/bin/python bench/budget.py --workers 4 --repeats 5
+    .venv/bin/python bench/budget.py --workers 4 --repeats 5 --kinds hours
 
 Each run: a fresh SQLite study with only a budget (no n_trials), N real worker processes started
 at once (`python -m snakesweep.cli worker`), the python launcher, RandomSampler, no pruner,
@@ -41,6 +41,7 @@ def parse_args() -> Any:
     parser.add_argument("--sleep", type=float, default=None, help="seconds an epoch")
     parser.add_argument("--epochs-per-worker", type=int, default=None)
     parser.add_argument("--seconds-per-worker", type=float, default=None)
+    parser.add_argument("--kinds", nargs="+", default=["free", "waits", "hours"], choices=["free", "waits", "hours"])
     return common.parse_sized(parser, workers=([1, 2], [1, 4, 16]), repeats=(1, 3), epochs=(3, 5), sleep=(0.2, 0.5),
                               epochs_per_worker=(5, 12), seconds_per_worker=(3.0, 10.0))
 
@@ -75,6 +76,8 @@ def main() -> None:
         for n in args.workers:
             budget = args.epochs_per_worker * n
             for kind, function in (("free", "tests.trainers.curve:train"), ("waits", "tests.trainers.lockstep:train")):
+                if kind not in args.kinds:
+                    continue
                 over = []
                 for repeat in range(args.repeats):
                     directory = root / f"epochs-{kind}-{n}-{repeat}"
@@ -87,6 +90,8 @@ def main() -> None:
                 raw[f"epochs-{kind}-{n}"] = over
                 rows.append([f"epochs ({kind})", n, budget, common.spread(over, 0),
                              common.spread([100 * o / budget for o in over], 1)])
+            if "hours" not in args.kinds:
+                continue
             seconds = args.seconds_per_worker * n
             over_s = []
             for repeat in range(args.repeats):

@@ -66,7 +66,7 @@ def study_of(config_path):
 
 def test_a_study_whose_values_stop_improving_stops_and_a_rerun_does_nothing(tmp_path, run_env):
     config_path = plateau_project(tmp_path, patience=3)
-    code, output = finish(worker(config_path, env=run_env))
+    code, output = finish(worker(config_path, env=run_env), timeout=600)
     assert code == 0, output
     study = study_of(config_path)
     assert len(study.trials) == 6, "trials 3, 4 and 5 did not beat trial 2"
@@ -74,7 +74,7 @@ def test_a_study_whose_values_stop_improving_stops_and_a_rerun_does_nothing(tmp_
                                          "best_trial": 2, "after_trial": 5}
     assert "the study stops" in output
 
-    code, output = finish(worker(config_path, 1, env=run_env))
+    code, output = finish(worker(config_path, 1, env=run_env), timeout=600)
     assert code == 0 and len(study_of(config_path).trials) == 6, "a rerun does nothing"
 
     config = load_config(config_path)
@@ -87,7 +87,7 @@ def test_a_study_whose_values_stop_improving_stops_and_a_rerun_does_nothing(tmp_
     assert "stopped by patience" in status.stdout
 
     set_patience(config_path, 5)  # a new setting decides again
-    code, output = finish(worker(config_path, env=run_env))
+    code, output = finish(worker(config_path, env=run_env), timeout=600)
     assert code == 0, output
     study = study_of(config_path)
     assert len(study.trials) == 8 and study.user_attrs[STOPPED]["after_trial"] == 7
@@ -96,7 +96,7 @@ def test_a_study_whose_values_stop_improving_stops_and_a_rerun_does_nothing(tmp_
     data = yaml.safe_load(config_path.read_text())
     data["study"]["n_trials"] = 10
     config_path.write_text(yaml.safe_dump(data))
-    assert finish(worker(config_path, env=run_env))[0] == 0
+    assert finish(worker(config_path, env=run_env), timeout=600)[0] == 0
     study = study_of(config_path)
     assert len(study.trials) == 10 and study.user_attrs[STOPPED] is None
 

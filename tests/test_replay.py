@@ -21,7 +21,7 @@ def sweep(directory, env):
     url = f"sqlite:///{directory}/results/optuna.db"
     config_path = project(directory, budget={}, launcher=LOCKSTEP, storage=url, optuna_json=TPE_MEDIAN,
                           jsonnet="{lr: lr, layers: layers, epochs: 4, storage: '%s'}" % url, n_trials=8, seed=7)
-    code, output = finish(worker(config_path, env=env))
+    code, output = finish(worker(config_path, env=env), timeout=600)
     assert code == 0, output
     _, study = open_study(load_config(config_path))
     return trials_table(study).drop(columns=["duration_s"]), study

@@ -90,13 +90,15 @@ def trained_epochs(trial: FrozenTrial) -> int:
 def epochs_held(trial: FrozenTrial) -> int:
     """Epochs a trial counts against the epoch budget.
 
-    A running trial holds its next epoch too (EPOCHS_HELD, at least one more than it trained),
-    and a waiting one its first, so a claim or an epoch counts everything granted before it.
+    A running trial holds the epoch it may train next too (EPOCHS_HELD; its first until it asks
+    for more, none once its trainer has ended), and a waiting one its first, so a claim or an epoch
+    counts everything granted before it.
     """
     if trial.state == TrialState.WAITING:
         return 1
     if trial.state == TrialState.RUNNING:
-        return max(int(trial.system_attrs.get(EPOCHS_HELD) or 0), trained_epochs(trial) + 1)
+        held = trial.system_attrs.get(EPOCHS_HELD)
+        return trained_epochs(trial) + 1 if held is None else max(int(held), trained_epochs(trial))
     return trained_epochs(trial)
 
 

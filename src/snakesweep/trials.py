@@ -41,7 +41,8 @@ INTERRUPTED = "snakesweep:interrupted"
 STALE_RETRIES = 3
 """How often a trial whose worker was killed outright is queued again (an interrupted one: always)."""
 EPOCHS_HELD = "snakesweep:epochs_held"
-"""A running trial's epochs trained plus the one it may train next, written before it is counted."""
+"""A running trial's epochs trained plus the one it may train next, written before it is counted;
+back to the epochs trained once its trainer has ended."""
 
 # Study attribute: why the study stopped before its budget, with the setting that decided it.
 STOPPED = "snakesweep:stopped"

@@ -228,6 +228,7 @@ class TrialRun:
         finally:
             process.stop(self.grace_s)
             self.trained_until = time.time()
+        self.allowance.release(trial, self.epochs)
         if code != 0:
             raise TrialFailed(f"the trainer exited with status {code}")
         try:
