@@ -21,6 +21,8 @@ SCRIPTS = {
     "search.py": "| asha / default",
     "dry_run.py": "| one-rule Snakefile, output present",
     "memory.py": "| launcher | RSS after 1 MiB",
+    "resume.py": "| launcher | stopped in epoch",
+    "disk.py": "| trials.keep_weights | trials",
 }
 
 
