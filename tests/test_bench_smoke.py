@@ -24,6 +24,8 @@ SCRIPTS = {
     "budget.py": "| budget",
     "tracking.py": "| tracking | worker wall s",
     "warm_start.py": "cold: epochs (trials)",
+    "resume.py": "| launcher | stopped in epoch",
+    "disk.py": "| trials.keep_weights | trials",
 }
 
 

@@ -177,3 +177,44 @@ def test_a_killed_worker_trial_resumes_through_the_stale_trial_path(tmp_path, ru
     (interrupted,) = [t for t in study_trials(tmp_path) if t.number == 0]
     assert interrupted.state == TrialState.FAIL and interrupted.user_attrs["fail_reason"] == "its worker was killed"
     check_resumed(tmp_path, interrupted)
+
+
+def worker_log(directory: Path) -> str:
+    return next(directory.glob("results/studies/*/logs/worker-0.log")).read_text()
+
+
+@pytest.mark.parametrize("spoil", ["damaged", "other params"])
+def test_a_damaged_or_foreign_checkpoint_is_never_loaded_and_the_trial_starts_over(tmp_path, run_env, spoil):
+    project(tmp_path, "python")
+    interrupt(tmp_path, run_env, signal.SIGTERM)
+    (checkpoint,) = trial_dir(tmp_path, 0).glob("checkpoints/epoch_*")
+    if spoil == "damaged":  # a file whose size is not the one the manifest recorded
+        (checkpoint / "state.json").write_text("{")
+    else:  # as if the directory held another trial's run
+        params = json.loads((trial_dir(tmp_path, 0) / "params.json").read_text())
+        (trial_dir(tmp_path, 0) / "params.json").write_text(json.dumps({**params, "lr": params["lr"] / 2}))
+
+    result = snakemake(tmp_path, "results/best_params.json", env=run_env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (done,) = [t for t in study_trials(tmp_path) if t.state == TrialState.COMPLETE]
+    warning = ("a checkpoint of trial 0 is damaged and is not loaded: checkpoints/epoch_" if spoil == "damaged"
+               else "the checkpoint of trial 0 was trained with another params.json and is not loaded")
+    log = worker_log(tmp_path)
+    assert warning in log and f"trial {done.number}" in log and "starts over at epoch 0" in log, log
+    assert RESUMED_FROM_EPOCH not in done.user_attrs
+    assert trained_epochs(tmp_path, done.number) == list(range(EPOCHS))
+    assert sorted(done.intermediate_values) == list(range(EPOCHS))
+
+
+def test_a_trainer_that_writes_no_checkpoint_starts_over_as_before(tmp_path, run_env):
+    project(tmp_path, "python", objective={"metric": "validation_accuracy"})
+    data = read_config(tmp_path)
+    data["launcher"] = {"type": "python", "function": "tests.trainers.sleepy:train"}
+    write_config(tmp_path, data)
+    interrupt(tmp_path, run_env, signal.SIGTERM)
+    result = snakemake(tmp_path, "results/best_params.json", env=run_env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (done,) = [t for t in study_trials(tmp_path) if t.state == TrialState.COMPLETE]
+    assert done.system_attrs["failed_trial"] == 0 and RESUMED_FROM_EPOCH not in done.user_attrs
+    assert re.findall(r"^epoch (\d+)$", (trial_dir(tmp_path, done.number) / "train.log").read_text(), re.M) == [
+        str(e) for e in range(EPOCHS)]

@@ -7,7 +7,8 @@
 All three run each trial as its own session, output appended to the trial's log, and return a
 `TrainingProcess` whose `stop()` ends the whole process group. New launchers register with
 `@Launcher.register("name")`, as AllenNLP's `Registrable` components do. A launcher also owns
-what depends on its trainer: the device overrides, the data check, archiving and evaluation.
+what depends on its trainer: the device overrides, the data check, archiving and evaluation, which
+files of a run are weights, and which checkpoint an interrupted run continues from.
 """
 
 from __future__ import annotations

@@ -127,6 +127,8 @@ class AllenNLPLauncher(Launcher):
 
     def weight_files(self, run_dir: Path) -> list[Path]:
         """Checkpoints, `best.th` (sharded: `best_w*.th`) and an archive."""
+        if not Path(run_dir).is_dir():
+            return []
         return sorted(p for p in Path(run_dir).iterdir() if p.is_file() and (p.suffix == ".th" or p.name == ARCHIVE))
 
     def find_checkpoint(self, run_dir: Path) -> CheckpointSearch:

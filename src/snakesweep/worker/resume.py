@@ -47,17 +47,18 @@ class Resumed:
 
 
 class Resumer:
-    def __init__(self, launcher: Launcher, paths: Paths, study: str) -> None:
+    def __init__(self, launcher: Launcher, paths: Paths, study: str, keep_weights: int) -> None:
         self.launcher = launcher
         self.paths = paths
         self.study = study
+        self.keep_weights = keep_weights
 
     def resume(self, number: int, attempts: list[int], run_dir: Path, run_name: str, run: Run) -> Resumed | None:
         """Move the newest usable checkpoint of `attempts` (newest first) into `run_dir`; None: start at 0.
 
         A damaged checkpoint, or one trained with other params, seed or config, is never loaded:
-        a warning says so. Whatever weights the earlier attempts still hold are deleted then: this
-        attempt has taken what it can use.
+        a warning says so. Whatever weights the earlier attempts still hold are deleted then (unless
+        `trials.keep_weights` is -1): this attempt has taken what it can use.
         """
         resumed = None
         damaged = False
@@ -84,8 +85,9 @@ class Resumer:
         else:
             if damaged:
                 log.warning("trial %d: no whole checkpoint is left; the trial starts over at epoch 0", number)
-        for source in searched:
-            delete_weights(self.launcher, source)
+        if self.keep_weights >= 0:
+            for source in searched:
+                delete_weights(self.launcher, source)
         return resumed
 
     def _take(self, number: int, earlier: int, source: Path, run_dir: Path, found: Checkpoint) -> Resumed | None:

@@ -60,7 +60,7 @@ class TrialRun:
         self.paths = Paths.of(config)
         self.poll_s = config["workers"]["poll_s"]
         self.grace_s = config["launcher"]["grace_s"]
-        self.resumer = Resumer(launcher, self.paths, spec.name)
+        self.resumer = Resumer(launcher, self.paths, spec.name, config["trials"]["keep_weights"])
 
     def run(self) -> dict[str, Any] | None:
         trial = self.store.ask()

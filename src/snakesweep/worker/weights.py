@@ -53,6 +53,8 @@ def delete_weights(launcher: Launcher, run_dir: Path, keep: Iterable[Path] = ())
 
 def keep_checkpoint_only(launcher: Launcher, trial_dir: Path) -> None:
     """Of an interrupted trial's weights, keep only the newest whole checkpoint of each run."""
+    if not trial_dir.is_dir():
+        return
     for run in run_dirs(trial_dir):
         found = launcher.find_checkpoint(run).found
         delete_weights(launcher, run, keep=[run / name for name in found.files] if found else [])
