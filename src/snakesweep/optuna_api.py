@@ -51,9 +51,12 @@ class StudyStore:
     A longer outage ends in storages.StorageUnreachable: one line, and the next run goes on.
     """
 
-    def __init__(self, study: optuna.Study, heartbeat_s: float, url: str = "") -> None:
+    def __init__(self, study: optuna.Study, heartbeat_s: float, url: str = "",
+                 storage: BaseStorage | None = None) -> None:
         self.study = study
-        self.storage = storage_of(study)
+        # The storage as opened, not the study's: Optuna wraps an RDB storage in a cache, and the
+        # wrapper is no RDBStorage, so Optuna's own heartbeats would never be sent through it.
+        self.storage = storage if storage is not None else storage_of(study)
         self.within_s = max(OUTAGE_FLOOR_S, vocabulary.stale_after_s(heartbeat_s))
         self.url = url  # the storage's, to mask what its driver says
 

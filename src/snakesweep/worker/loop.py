@@ -56,7 +56,7 @@ class Worker:
         heartbeat_s = self.config["study"]["heartbeat_s"]
         storage = storages.open_storage(url, heartbeat_s=heartbeat_s)
         self.study = load_study(self.config, self.spec, worker=self.index, storage=storage)
-        self.store = StudyStore(self.study, heartbeat_s, url=url)
+        self.store = StudyStore(self.study, heartbeat_s, url=url, storage=storage)
         self.launcher: Launcher = make_launcher(self.config["launcher"])
         self.signals = StopSignals()
         self.weights = WeightKeeper(self.store, self.launcher, Paths.of(self.config), self.spec.name,
