@@ -23,7 +23,7 @@ from snakesweep.trials import is_surplus
 from tests.conftest import ROOT, write_project
 
 CURVE = ("local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers'));"
-         " {lr: lr, layers: layers, epochs: %d, sleep_s: %s}")
+         " {lr: lr, layers: layers, epochs: %d, sleep_s: %s, storage: '%s'}")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -68,12 +68,18 @@ def test_expected_min_mirrors_expected_max_and_bad_values_are_left_out():
 
 # -- a real small study --------------------------------------------------------------------------
 def make_study(directory: Path, n_trials: int, *, epochs: int = 4, run: bool = True) -> Path:
-    """A project whose study was filled by a real worker process (the curve trainer, seconds)."""
+    """A project whose study was filled by a real worker process (the curve, seconds).
+
+    The lockstep trainer never trains past the pruner's verdict: what a pruned trial ran does not
+    depend on how busy the machine is.
+    """
+    url = f"sqlite:///{directory}/results/optuna.db"
+    (directory / "results").mkdir()
     path = write_project(directory, config={
-        "study": {"n_trials": n_trials, "heartbeat_s": 2},
-        "launcher": {"type": "python", "function": "tests.trainers.curve:train"},
+        "study": {"n_trials": n_trials, "heartbeat_s": 10, "storage": url},
+        "launcher": {"type": "python", "function": "tests.trainers.lockstep:train"},
         "workers": {"poll_s": 0.05},
-    }, jsonnet=CURVE % (epochs, 0))
+    }, jsonnet=CURVE % (epochs, 0, url))
     create_study(load_config(path))
     if run:
         env = {"PYTHONPATH": str(ROOT), "PATH": str(Path(sys.executable).parent)}

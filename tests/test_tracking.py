@@ -152,7 +152,7 @@ def test_an_mlflow_server_that_is_down_neither_stops_the_sweep_nor_loses_its_run
         # One line a step at most (a worker done before its shipper met the outage leaves it to select).
         assert warned["select.log"] == warned["test_metrics.log"] == 1, warned
         assert all(count <= 1 for count in warned.values()), warned
-        assert f"http://sweeper:***@127.0.0.1:{down} did not answer (Connection refused)" in (
+        assert f"http://***:***@127.0.0.1:{down} did not answer (Connection refused)" in (
             tmp_path / "results" / "logs" / "select.log").read_text()
         assert secret not in output
         for path in tmp_path.rglob("*"):
@@ -276,7 +276,7 @@ def test_tracking_is_off_unless_configured_and_its_uri_names_its_secrets():
     secret = Target("https://me:${PW}@mlflow.example.org", "s", "s-1")
     environ = {"PW": "hunter2", "MLFLOW_TRACKING_TOKEN": "tok-123"}
     text = "refused https://me:hunter2@mlflow.example.org with tok-123 and hunter2"
-    assert secret.mask(text, environ) == "refused https://me:***@mlflow.example.org with *** and ***"
+    assert secret.mask(text, environ) == "refused https://***:***@mlflow.example.org with *** and ***"
 
 
 def test_check_shows_where_the_runs_go_with_the_password_masked(tmp_path, run_env):
@@ -289,6 +289,6 @@ def test_check_shows_where_the_runs_go_with_the_password_masked(tmp_path, run_en
         return result.stdout + result.stderr
 
     output = check({**run_env, "MLFLOW_TEST_PASSWORD": "hunter2-secret"})
-    assert "ok    tracking: MLflow at https://me:***@mlflow.example.org, experiment t" in output
+    assert "ok    tracking: MLflow at https://***:***@mlflow.example.org, experiment t" in output
     assert "hunter2-secret" not in output
     assert "FAIL  tracking: config: tracking.mlflow.tracking_uri: " in check(run_env)

@@ -83,7 +83,8 @@ def test_a_worker_fills_the_budget_and_reruns_add_only_the_difference(tmp_path, 
     config_path.write_text(text)
     code, output = finish(worker(config_path, env=run_env))
     assert code == 0, output
-    assert len(trials(config_path)) == 5 and output.count(" trial ") == 2
+    finished = [line for line in output.splitlines() if " params " in line and " trial " in line]
+    assert len(trials(config_path)) == 5 and len(finished) == 2, output
 
 
 def test_a_trial_directory_holds_what_it_takes_to_rerun_it(tmp_path, run_env):

@@ -53,8 +53,10 @@ def make_sampler(spec: StudySpec, config: Mapping[str, Any], worker: int = 0) ->
                             "a grid sampler made for workers")
     attributes = dict(spec.sampler["attributes"])
     base = attributes.pop("seed", None)
-    if not isinstance(base, int) or isinstance(base, bool):  # a wrong one is reported by build()
-        attributes["seed"], base = base, config["study"]["seed"]
+    if not isinstance(base, int) or isinstance(base, bool):
+        if base is not None:  # a wrong one is left for build() to report
+            attributes["seed"] = base
+        base = config["study"]["seed"]
     sampler = {"type": spec.sampler["type"], "attributes": attributes}
     return build(sampler, "sampler", config["study"]["optuna"], spec.space.suggest, spec.direction,
                  seed=worker_seed(base, worker))

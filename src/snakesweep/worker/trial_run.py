@@ -201,16 +201,19 @@ class TrialRun:
                 code = process.wait(timeout=max(0.0, min(self.poll_s, left)))  # wake when the hours run out
                 self.signals.check()
                 new = watcher.new_epochs()
-                self.epochs += len(new)
+                trained = self.epochs + len(new)  # all the trainer finished by now, for the budgets
                 for epoch, metrics in new:
+                    self.epochs += 1
                     last = epoch
                     self.tracker.epoch(trial.number, epoch, metrics, run_dir=run_dir, repeat=repeat)
                     try:
                         check(metrics, str(epoch_file(run_dir, epoch)))
                     except ValueError as error:  # NaN, inf, not a number: the trainer is stopped below
+                        # Its epochs end at the one that diverged: those after it are no results.
                         self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
                         raise TrialFailed(str(error)) from None
                     if intermediate and self._report(trial, intermediate, metrics, epoch, run_dir):
+                        self.epochs = trained
                         self._stop(process, watcher, trial, epoch, "pruner", f"at epoch {epoch}")
                 if new and code is None and not self.allowance.grant_epoch(trial, self.epochs):
                     # Unless that was its last epoch and it is about to end on its own.
