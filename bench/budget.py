@@ -66,7 +66,7 @@ def epochs_on_disk(directory: Path) -> int:
 
 
 def main() -> None:
-    from snakesweep.trials import trial_seconds
+    from snakesweep.budgets import trial_seconds
 
     args = parse_args()
     common.header("Budgets: overshoot with N workers", args)

@@ -165,6 +165,8 @@ def run(problem: str, method: str, seed: int, root: Path, args: Any) -> dict[str
                 break
             worker.limits = dataclasses.replace(worker.limits, n_trials=sum(r["state"] != "FAIL" for r in records) + 1)
             worker.run()
+            if len(trial_records(worker)) == len(records):
+                raise RuntimeError(f"the worker ran no trial: {worker.stopped}")
         wall = time.monotonic() - started
     finally:
         os.chdir(cwd)

@@ -22,6 +22,7 @@ that is the point, and the first sweep's own epochs are printed apart.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -93,8 +94,10 @@ def sweep(config_path: Path, *, trials: int | None = None, target: float | None 
             if target is not None and (math.isfinite(epochs_to(records, target, limit))
                                        or sum(r["epochs"] for r in records) >= limit):
                 return records
-            worker.budget = done + 1
+            worker.limits = dataclasses.replace(worker.limits, n_trials=done + 1)
             worker.run()
+            if len(trial_records(worker)) == len(records):
+                raise RuntimeError(f"the worker ran no trial: {worker.stopped}")
     finally:
         os.chdir(cwd)
 
