@@ -405,7 +405,8 @@ def test_a_worker_job_cancelled_mid_trial_is_submitted_again_and_its_trial_resum
 @pytest.mark.timeout(1800)
 def test_a_worker_job_past_its_time_limit_is_signalled_and_its_trial_resumes_in_the_next_job(
         slurm_clean: servers.SlurmInfo, mariadb_database, tmp_path: Path) -> None:
-    """Three-minute worker jobs and two trials of 10 epochs of 5 s: each job is told (SIGTERM 30 s
+    """Three-minute worker jobs and two trials of 24 epochs of 5 s, four minutes of training that no
+    single job can hold however fast it starts: each job is told (SIGTERM 30 s
     before its limit here, not the profile's 120 s: Slurm acts on a tick of a minute, and sends it up
     to a minute early), its trial is queued again with its checkpoint, the job is submitted again,
     and the study ends with the exact total and a trial resumed, from one snakemake command.
@@ -413,7 +414,7 @@ def test_a_worker_job_past_its_time_limit_is_signalled_and_its_trial_resumes_in_
     starting."""
     cluster = slurm_clean
     project(tmp_path, mariadb_database.url_template, study={"n_trials": 2},
-            workers={"count": 1, "runtime": 3}, model={"overrides": {"sleep_s": 5, "epochs": 10}})
+            workers={"count": 1, "runtime": 3}, model={"overrides": {"sleep_s": 5, "epochs": 24}})
     (tmp_path / "config" / "optuna.json").write_text(json.dumps(NO_PRUNING))
     env = environment(cluster, mariadb_database.env)
     settings = ("--retries", "12", "--set-resources", "worker:gpu=1", "worker:slurm_extra='--signal=TERM@30'",
@@ -432,7 +433,7 @@ def test_a_worker_job_past_its_time_limit_is_signalled_and_its_trial_resumes_in_
     resumed = [t for t in finished(trials) if t.user_attrs.get(RESUMED_FROM_EPOCH, 0) > 0]
     assert resumed, [t.user_attrs for t in trials]
     for trial in resumed:
-        assert sorted(trial.intermediate_values) == list(range(10)), "one curve over the jobs"
+        assert sorted(trial.intermediate_values) == list(range(24)), "one curve over the jobs"
 
 
 def cli(directory: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:

@@ -366,7 +366,7 @@ def test_a_forked_trial_ends_when_its_worker_is_killed(tmp_path: Path) -> None:
     worker = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert worker.returncode == -signal.SIGKILL, worker.stderr
     trainer = int(worker.stdout.split()[0])
-    wait_for(lambda: not alive(trainer), timeout=10)
+    wait_for(lambda: not alive(trainer))
 
 
 
@@ -472,7 +472,7 @@ def test_allennlp_stop_ends_training(allennlp_launcher: Launcher, tmp_path: Path
     process, directory, log_path = start(allennlp_launcher, tmp_path, allennlp_config(num_epochs=500))
     stopping.append(process)
     wait_for(lambda: read_epoch_metrics(directory) or process.poll() is not None)
-    assert process.stop(grace_s=5) == -signal.SIGTERM, log_path.read_text()
+    assert process.stop(grace_s=60) == -signal.SIGTERM, log_path.read_text()  # a loaded machine: slow to exit
     with pytest.raises(ProcessLookupError):
         os.kill(process.pid, 0)
     epochs = set(os.listdir(directory))

@@ -84,7 +84,7 @@ def make_study(directory: Path, n_trials: int, *, epochs: int = 4, run: bool = T
     if run:
         env = {"PYTHONPATH": str(ROOT), "PATH": str(Path(sys.executable).parent)}
         result = subprocess.run([sys.executable, "-m", "snakesweep.cli", "worker", "--configfile", str(path)],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr
     return path
 
@@ -263,7 +263,7 @@ def test_a_study_without_trials_still_gets_every_file(tmp_path):
 
 def test_the_report_command(study_config):
     result = subprocess.run([sys.executable, "-m", "snakesweep.cli", "report", "--configfile", str(study_config)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     out = study_config.parent / "results" / "report"
     assert f"{out}/summary.html" in result.stdout

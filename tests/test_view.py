@@ -19,23 +19,25 @@ from snakesweep.config import load_config
 from snakesweep.view import busy_seconds, sort_trials
 from snakesweep.study import create_study, load_study
 from snakesweep.trials import is_surplus
-from tests.conftest import ROOT, write_project
+from tests.conftest import ROOT, wait_until, write_project
 
 CURVE = ("local lr = std.parseJson(std.extVar('lr')); local layers = std.parseJson(std.extVar('layers'));"
-         " {lr: lr, layers: layers, epochs: %d, sleep_s: %s}")
+         " {lr: lr, layers: layers, epochs: %d, sleep_s: %s%s}")
 NO_PRUNING = {"sampler": {"type": "RandomSampler", "attributes": {}}, "pruner": {"type": "NopPruner", "attributes": {}}}
 # The repository importable (tests.*); an exported PYTHONPATH (a checkout's src/) still comes before the installed package.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def project(directory: Path, n_trials: int, *, epochs: int = 3, sleep_s: float = 0.0, storage: str | None = None,
-            optuna_json: dict | None = None, apart: bool = False) -> Path:
-    """A project and its study; `apart`: created by another process, so the test's holds no connection open."""
+            optuna_json: dict | None = None, apart: bool = False, gate: tuple[Path, int] | None = None) -> Path:
+    """A project and its study; `apart`: created by another process, so the test's holds no connection
+    open; `gate`: (file, epochs): every trial waits after that many epochs until the file exists."""
+    held = f", gate: '{gate[0]}', gate_after: {gate[1]}" if gate else ""
     path = write_project(directory, config={
         "study": {"n_trials": n_trials, "heartbeat_s": 2, "storage": storage},
         "launcher": {"type": "python", "function": "tests.trainers.curve:train"},
         "workers": {"poll_s": 0.05},
-    }, jsonnet=CURVE % (epochs, sleep_s))
+    }, jsonnet=CURVE % (epochs, sleep_s, held))
     if optuna_json is not None:
         (directory / "optuna.json").write_text(json.dumps(optuna_json))
     if apart:
@@ -53,13 +55,13 @@ def start_worker(config_path: Path, index: int = 0) -> subprocess.Popen:
 
 
 def run_worker(config_path: Path) -> None:
-    output, _ = (process := start_worker(config_path)).communicate(timeout=120)
+    output, _ = (process := start_worker(config_path)).communicate(timeout=300)
     assert process.returncode == 0, output
 
 
 def snakesweep(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "snakesweep.cli", *args], cwd=cwd, env=ENV,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=300)
 
 
 def real_trials(config_path: Path):
@@ -76,28 +78,31 @@ def finished(tmp_path_factory) -> Path:
 
 # -- status --------------------------------------------------------------------------------------
 def test_status_while_a_worker_runs(tmp_path):
-    config_path = project(tmp_path, 3, epochs=30, sleep_s=0.2, optuna_json=NO_PRUNING)
+    """Trial 0 is held after its third epoch until `status` has run, however long that takes."""
+    gate = tmp_path / "gate"
+    config_path = project(tmp_path, 3, epochs=5, optuna_json=NO_PRUNING, gate=(gate, 3))
     worker = start_worker(config_path)
     try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob("results/studies/*/trials/0/metrics_epoch_2.json")):
-            assert time.monotonic() < deadline and worker.poll() is None, "the worker did not start training"
-            time.sleep(0.05)
+        epoch_2 = wait_until(lambda: next(tmp_path.glob("results/studies/*/trials/0/metrics_epoch_2.json"), None)
+                             or worker.poll() is not None, "trial 0's third epoch", timeout=300)
+        assert worker.poll() is None, worker.communicate()[0]
         result = snakesweep("status", "--configfile", str(config_path))
         as_json = snakesweep("status", "--configfile", str(config_path), "--json")
+        held_for = time.time() - epoch_2.stat().st_mtime
     finally:
+        gate.touch()
         worker.send_signal(signal.SIGINT)
-        worker.communicate(timeout=60)
+        worker.communicate(timeout=120)
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
     assert "0/3 finished" in lines["trials"] and "1 running" in lines["trials"]
-    assert lines["running"].startswith("running  worker 0: trial 0, ") and "epochs done" in lines["running"]
-    assert "validation_accuracy 0." in lines["running"]
+    assert lines["running"].startswith("running  worker 0: trial 0, 3 epochs done, validation_accuracy 0.")
     assert "no trial finished yet" in lines["speed"] and "no trial complete yet" in lines["best"]
     state = json.loads(as_json.stdout)
     (running,) = state["running"]
-    assert running["worker"] == 0 and running["number"] == 0 and running["epochs_done"] >= 3
-    assert running["last_epoch_age_s"] < 30 and state["counts"]["running"] == 1 and not state["done"]
+    assert running["worker"] == 0 and running["number"] == 0 and running["epochs_done"] == 3
+    assert 0 <= running["last_epoch_age_s"] <= held_for + 1
+    assert state["counts"]["running"] == 1 and not state["done"]
 
 
 def test_status_of_a_finished_study(finished):
@@ -179,12 +184,12 @@ def test_status_watch_refreshes_until_interrupted(finished):
                                 "--watch", "1"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     seen = io.StringIO()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a cap for a loaded machine, not an expectation
     while seen.getvalue().count("Ctrl-C stops") < 2:
         assert time.monotonic() < deadline and process.poll() is None
         seen.write(process.stdout.readline())
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    _, err = process.communicate(timeout=120)
     assert process.returncode == 0 and "Traceback" not in err
     assert seen.getvalue().count("6/6 finished") >= 2
 

@@ -8,7 +8,9 @@ Config keys: `lr` and `layers` (the swept parameters: the curve peaks at lr=0.01
 `epochs` (3), `sleep_s` (0: seconds per epoch), `crash` (true: raise after the first epoch),
 `metric_key` (the per-epoch key, default validation_accuracy), `tag` (written to tag.json),
 `diverge_at` (from this epoch on the metric is `diverge_to`: "nan" by default, or "inf"),
-`weights_mb` (0: megabytes of weights in each checkpoint and in the final `model.pt`).
+`weights_mb` (0: megabytes of weights in each checkpoint and in the final `model.pt`),
+`gate` (a path) and `gate_after` (1): after that many epochs, wait until the gate file exists,
+so a test can hold a trial running for as long as it needs, however busy the machine.
 
 It resumes through the trial file protocol: a checkpoint after each epoch
 (`trialfiles.saving_checkpoint`), and at the start the newest one (`trialfiles.resume_checkpoint`).
@@ -41,7 +43,8 @@ def _weights(path: Path, megabytes: float) -> None:
 
 def train(config: dict[str, Any], serialization_dir: str) -> None:
     out = Path(serialization_dir)
-    (out / "pid").write_text(str(os.getpid()))
+    (out / "pid.tmp").write_text(str(os.getpid()))
+    (out / "pid.tmp").replace(out / "pid")  # whoever sees the file sees the pid
     if "tag" in config:
         (out / "tag.json").write_text(json.dumps(config["tag"]))
     key = config.get("metric_key", "validation_accuracy")
@@ -66,6 +69,9 @@ def train(config: dict[str, Any], serialization_dir: str) -> None:
         print(f"epoch {epoch}: {key} {value}", flush=True)
         if config.get("crash"):
             raise RuntimeError("the trainer crashed on purpose")
+        if "gate" in config and epoch + 1 == int(config.get("gate_after", 1)):
+            while not Path(config["gate"]).exists():
+                time.sleep(0.05)
     _weights(out / "model.pt", megabytes)
     write_final_metrics(out, {f"best_{key}": best})
 
