@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -45,7 +47,7 @@ def worker(config_path, index=0, env=None, **kwargs):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
-def finish(process, timeout=120):
+def finish(process, timeout=300):  # a cap for a loaded machine
     output, _ = process.communicate(timeout=timeout)
     return process.returncode, output
 
@@ -57,6 +59,14 @@ def trials(config_path):
 def counted(config_path):
     real = [t for t in trials(config_path) if not t.system_attrs.get(ATTR_SURPLUS)]
     return {state: sum(t.state == state for t in real) for state in TrialState}
+
+
+def holds_open(pid, path):
+    """Whether process `pid` has `path` open (a worker's storage connection to a SQLite file)."""
+    try:
+        return any(os.path.realpath(fd) == os.path.realpath(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
 
 
 def alive(pid):
@@ -119,19 +129,18 @@ def test_four_concurrent_workers_reach_exactly_the_total(tmp_path, run_env, stor
 
 
 def test_pruning_stops_the_running_trainer(tmp_path, run_env):
-    # Every value is below the threshold: the first report prunes. Each epoch takes 0.5 s, so
-    # without a stop the trainer would write 20 epoch files.
+    # Every value is below the threshold: the first report prunes. After its first epoch the
+    # trainer waits for a gate nobody opens: without a stop the worker would wait for ever.
     prune_all = {"sampler": {"type": "RandomSampler", "attributes": {}},
                  "pruner": {"type": "ThresholdPruner", "attributes": {"lower": 5.0}}}
-    config_path = make_config(tmp_path, n_trials=1, epochs=20, sleep_s=0.5, optuna_json=prune_all)
+    jsonnet = CURVE.replace("}", f", gate: '{tmp_path / 'never'}'}}") % (20, 0)
+    config_path = make_config(tmp_path, n_trials=1, jsonnet=jsonnet, optuna_json=prune_all)
     code, output = finish(worker(config_path, env=run_env))
     assert code == 0, output
     (trial,) = trials(config_path)
     assert trial.state == TrialState.PRUNED and trial.user_attrs["pruned_at_epoch"] == 0
     directory = next((tmp_path / "results" / "studies").iterdir()) / "trials" / "0"
-    pid = int((directory / "pid").read_text())
-    assert not alive(pid)
-    time.sleep(1.5)
+    assert not alive(int((directory / "pid").read_text()))
     assert sorted(p.name for p in directory.glob("metrics_epoch_*.json")) == ["metrics_epoch_0.json"]
 
 
@@ -286,8 +295,10 @@ def test_a_killed_worker_trial_is_retried_and_the_total_stays_exact(tmp_path, ru
     assert counts[TrialState.COMPLETE] == 3 and counts[TrialState.RUNNING] == 0
 
 
-def test_an_rdb_heartbeat_lets_another_worker_retry_a_killed_workers_trial(tmp_path, run_env):
-    config_path = make_config(tmp_path, n_trials=2, epochs=4, sleep_s=0.5, optuna_json=NO_PRUNING)
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_a_heartbeat_lets_another_worker_retry_a_killed_workers_trial(tmp_path, run_env, storage):
+    url = None if storage == "sqlite" else f"journal:{tmp_path}/results/journal.log"
+    config_path = make_config(tmp_path, n_trials=2, epochs=4, sleep_s=0.5, storage=url, optuna_json=NO_PRUNING)
     victim = worker(config_path, 0, env=run_env)
     wait_until(lambda: list((tmp_path / "results" / "studies").glob("*/trials/0/pid")), "trial 0's trainer started")
     victim.kill()
@@ -298,6 +309,47 @@ def test_an_rdb_heartbeat_lets_another_worker_retry_a_killed_workers_trial(tmp_p
     retried = [t for t in trials(config_path) if t.system_attrs.get("failed_trial") == 0]
     assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
     assert counted(config_path)[TrialState.COMPLETE] == 2
+
+
+@pytest.mark.parametrize("held_up", ["writes", "everything"])
+def test_a_storage_held_up_for_longer_than_the_stale_rule_costs_no_trial(tmp_path, run_env, held_up):
+    """A loaded machine or storage holds up storage calls. Here another process holds the SQLite
+    file's lock for three heartbeats (1.5 x the stale rule): the write lock, which readers pass in
+    WAL mode, or with a rollback journal a lock that stops reads too. Meanwhile trial 0 trains and a
+    second worker, for whom the one-trial budget leaves nothing to do, looks for stale trials.
+    Nobody is taken for dead: no failed trial, no trial trained twice."""
+    gate = tmp_path / "gate"
+    jsonnet = CURVE.replace("}", f", gate: '{gate}'}}") % (2, 0)
+    config_path = make_config(tmp_path, n_trials=1, jsonnet=jsonnet, optuna_json=NO_PRUNING)
+    database = tmp_path / "results" / "optuna.db"
+    if held_up == "everything":
+        gc.collect()  # closes this process's connections from creating the study: the mode needs the file alone
+        with sqlite3.connect(database, isolation_level=None) as connection:
+            assert connection.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    owner = worker(config_path, 0, env=run_env)
+    wait_until(lambda: list(tmp_path.glob("results/studies/*/trials/0/metrics_epoch_0.json")), "trial 0 held at its gate")
+    watcher = worker(config_path, 1, env=run_env)
+    wait_until(lambda: holds_open(watcher.pid, database), "the second worker reading the storage")
+
+    def beat() -> object:
+        (trial,) = [t for t in trials(config_path) if t.number == 0]
+        return trial.system_attrs.get(ATTR_HEARTBEAT) if trial.state == TrialState.RUNNING else "not running"
+
+    lock = sqlite3.connect(database, timeout=60, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # in WAL mode the same as IMMEDIATE: writers wait, readers pass
+    time.sleep(3 * 2)  # the stall itself: three heartbeats of study.heartbeat_s = 2
+    lock.execute("ROLLBACK")
+    lock.close()
+    # The watcher has looked again after the stall by the time the owner beat twice more.
+    beats = {beat()}
+    wait_until(lambda: beats.add(beat()) or len(beats) >= 3 or "not running" in beats, "two beats after the stall",
+               poll=0.2, details=lambda: str(beats))
+    gate.touch()
+    for process in (owner, watcher):
+        code, output = finish(process)
+        assert code == 0 and "Traceback" not in output and "heartbeat" not in output, output
+    counts = counted(config_path)
+    assert counts[TrialState.COMPLETE] == 1 and counts[TrialState.FAIL] == 0 and counts[TrialState.WAITING] == 0
 
 
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
@@ -350,7 +402,7 @@ def test_a_signalled_worker_stops_its_trainer_and_requeues_the_trial(tmp_path, r
     wait_until(lambda: list(pid_files.glob("*/trials/0/metrics_epoch_0.json")), "trial 0's first epoch")
     trainer_pid = int(next(pid_files.glob("*/trials/0/pid")).read_text())
     process.send_signal(signum)
-    code, output = finish(process, timeout=60)
+    code, output = finish(process)
     assert code == 128 + signum, output
     assert not alive(trainer_pid)
     states = [(t.number, t.state) for t in trials(config_path)]

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import GridSampler
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from snakesweep import storage as storages
@@ -51,12 +51,9 @@ class StudyStore:
     A longer outage ends in storages.StorageUnreachable: one line, and the next run goes on.
     """
 
-    def __init__(self, study: optuna.Study, heartbeat_s: float, url: str = "",
-                 storage: BaseStorage | None = None) -> None:
+    def __init__(self, study: optuna.Study, heartbeat_s: float, url: str = "") -> None:
         self.study = study
-        # The storage as opened, not the study's: Optuna wraps an RDB storage in a cache, and the
-        # wrapper is no RDBStorage, so Optuna's own heartbeats would never be sent through it.
-        self.storage = storage if storage is not None else storage_of(study)
+        self.storage = storage_of(study)
         self.within_s = max(OUTAGE_FLOOR_S, vocabulary.stale_after_s(heartbeat_s))
         self.url = url  # the storage's, to mask what its driver says
 
@@ -64,13 +61,23 @@ class StudyStore:
         return storages.through_outages(function, *args, within_s=self.within_s, url=self.url, **kwargs)
 
     # -- reading ----------------------------------------------------------------------------
+    def read(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A call that only reads: on SQLite it never waits in line with the writers (heartbeats)."""
+        with storages.no_write_lock():
+            return self.call(function, *args, **kwargs)
+
     def trials(self, states: Sequence[TrialState] | None = None) -> list[FrozenTrial]:
-        return self.call(self.study.get_trials, deepcopy=False, states=states)
+        return self.read(self.study.get_trials, deepcopy=False, states=states)
 
     def system_attrs(self, trial: optuna.Trial | FrozenTrial) -> dict[str, Any]:
-        return self.call(self.storage.get_trial_system_attrs, trial_id(trial))
+        return self.read(self.storage.get_trial_system_attrs, trial_id(trial))
 
     def frozen(self, trial: optuna.Trial | FrozenTrial) -> FrozenTrial:
+        return self.read(self.storage.get_trial, trial_id(trial))
+
+    def frozen_after_writers(self, trial: FrozenTrial) -> FrozenTrial:
+        """The trial read as a write would be (on SQLite: holding the write lock), so the time the
+        read takes shows how long writes are held up."""
         return self.call(self.storage.get_trial, trial_id(trial))
 
     def study_attr(self, key: str) -> Any:
@@ -146,15 +153,8 @@ class StudyStore:
             self.requeue(trial)
         return bool(failed)
 
-    def fail_stale_by_heartbeat(self) -> None:
-        """Optuna's own stale check, where the storage keeps heartbeats (RDB)."""
-        if isinstance(self.storage, RDBStorage):
-            self.call(optuna.storages.fail_stale_trials, self.study)
-
     def beat(self, trial: optuna.Trial) -> None:
-        """One heartbeat: Optuna's (RDB) and our attribute, which every storage keeps."""
-        if isinstance(self.storage, RDBStorage):
-            self.storage.record_heartbeat(trial_id(trial))
+        """One heartbeat: a new value of our attribute, which every storage keeps (trials.Silence)."""
         self.storage.set_trial_system_attr(trial_id(trial), vocabulary.HEARTBEAT, time.time())
 
 

@@ -5,11 +5,14 @@ The URL side (expansion, user info, masking) is `snakesweep.urls`; its names are
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import sqlite3
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import quote
@@ -20,7 +23,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from snakesweep.errors import UserError
-from snakesweep.trials import PER_ATTEMPT, STALE_RETRIES, stale_after_s
+from snakesweep.trials import PER_ATTEMPT, STALE_RETRIES
 from snakesweep.urls import (JOURNAL_PREFIX, default_url, expand_url, is_server, journal_path, kind, local_file, mask,  # noqa: F401
                              mask_text, sqlite_path, storage_url)
 
@@ -30,11 +33,12 @@ _READ_ONLY_SESSION = {
     "mysql": "SET SESSION TRANSACTION READ ONLY",
     "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
 }
+_NO_WRITE_LOCK = contextvars.ContextVar("snakesweep_no_write_lock", default=False)
 
 
-def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: bool = False,
-                 read_only: bool = False, field: str = "study.storage") -> BaseStorage:
-    """Open a storage; RDB storages get heartbeats so a killed worker's trial is failed and retried.
+def open_storage(url: str, *, create_schema: bool = False, read_only: bool = False,
+                 field: str = "study.storage") -> BaseStorage:
+    """Open a storage. Optuna's own heartbeats stay off: workers keep theirs (trials.Silence).
 
     Only the one study-creating step passes create_schema: workers that race to create the
     tables of an empty database crash. `read_only` (status, trials, best-params, report) writes
@@ -61,17 +65,8 @@ def open_storage(url: str, *, heartbeat_s: int | None = None, create_schema: boo
         engine_kwargs["connect_args"] = {"timeout": 120}
     else:
         engine_kwargs["pool_pre_ping"] = True  # a restarted server: reconnect, do not fail
-    heartbeat: dict[str, Any] = {}
     try:
-        with warnings.catch_warnings():  # heartbeats have been "experimental" since Optuna 2
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if heartbeat_s:
-                heartbeat = {
-                    "heartbeat_interval": heartbeat_s,
-                    "grace_period": stale_after_s(heartbeat_s),
-                    "heartbeat_stale_trial_callback": retry_callback(),
-                }
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_schema, **heartbeat)
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=not create_schema)
     except Exception as error:  # drivers raise many types; the user needs one line
         raise storage_error(url, error, field=field) from None
     if kind(url) in _READ_ONLY_SESSION and read_only:
@@ -146,13 +141,27 @@ def _read_only_sessions(engine: sqlalchemy.engine.Engine, statement: str) -> Non
     engine.dispose()  # connections opened during start-up predate the listener
 
 
+@contextmanager
+def no_write_lock() -> Iterator[None]:
+    """The storage calls of this thread inside only read: on SQLite they take no write lock."""
+    token = _NO_WRITE_LOCK.set(True)
+    try:
+        yield
+    finally:
+        _NO_WRITE_LOCK.reset(token)
+
+
 def _serialise_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
-    """Make SQLite transactions real and exclusive.
+    """Make SQLite transactions real and exclusive, except those of `no_write_lock` calls.
 
     Python's sqlite3 driver opens a transaction only at the first write, so Optuna's
     read-then-update of a WAITING trial (SELECT ... FOR UPDATE, which SQLite ignores) lets two
     workers start the same queued trial. BEGIN IMMEDIATE takes the write lock up front: the second
     worker waits for the first to commit and then sees the trial RUNNING.
+
+    Reads that write nothing begin a plain (deferred) transaction: in WAL mode it reads a snapshot
+    beside the writer and never queues for the lock. Taking the lock for them too, 16 workers'
+    reads of the whole study on a loaded machine kept heartbeats from landing for half a minute.
     """
 
     @sqlalchemy.event.listens_for(engine, "connect")
@@ -160,8 +169,8 @@ def _serialise_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
         dbapi_connection.isolation_level = None
 
     @sqlalchemy.event.listens_for(engine, "begin")
-    def _begin_immediate(connection: sqlalchemy.engine.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: sqlalchemy.engine.Connection) -> None:
+        connection.exec_driver_sql("BEGIN" if _NO_WRITE_LOCK.get() else "BEGIN IMMEDIATE")
 
     engine.dispose()  # connections opened during start-up predate the listeners
 

@@ -219,7 +219,7 @@ def load_study(
     """Load the existing study with this process's sampler and pruner."""
     spec = spec or study_spec(config)
     if storage is None:
-        storage = storages.open_storage(storages.storage_url(config), heartbeat_s=config["study"]["heartbeat_s"])
+        storage = storages.open_storage(storages.storage_url(config))
     try:
         return optuna.load_study(
             study_name=spec.name,

@@ -51,6 +51,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (TrialState.RUNNING, TrialState.WAITING)
 STALE_AFTER_BEATS = 2
 """A running trial silent for this many heartbeat intervals has lost its worker."""
+HELD_UP_AFTER_BEATS = 0.25
+"""A read that waited this many heartbeat intervals behind the storage's writers found writes held up."""
 
 
 @dataclass
@@ -145,17 +147,53 @@ def stale_after_s(heartbeat_s: float) -> float:
     return STALE_AFTER_BEATS * heartbeat_s
 
 
-def last_sign_of_life(trial: FrozenTrial) -> float:
-    """When a running trial was last known alive: its newest heartbeat, or its claim.
+def sign_of_life(trial: FrozenTrial) -> object:
+    """What changes while a trial's worker is alive: its newest heartbeat (None before the first)."""
+    return trial.system_attrs.get(HEARTBEAT)
 
-    The claim counts too because a requeued trial inherits the failed one's system attributes,
-    heartbeat included (Optuna's retry callback copies them): popped again, it would look stale
-    until its new worker's first beat.
+
+class Silence:
+    """The stale rule: a running trial is stale once one watcher has seen no new heartbeat of it for
+    `stale_after_s` of the time between its own reads of the storage, timed on its own clock, and a
+    last read, queued behind the storage's writers, still shows the same beat.
+
+    A busy machine or storage costs no trial that way: the time the watcher spends inside a read (a
+    stalled server, a starved process) is time the owner's beat may be waiting too and does not
+    count, and a last read that had to wait for the writers starts the count again, for the beat
+    may be waiting among them. Clocks of other hosts, the timestamps beats carry, and a heartbeat
+    a requeued trial inherits from the failed one never enter the verdict.
     """
-    return max(trial.system_attrs.get(HEARTBEAT, 0.0), trial.datetime_start.timestamp())
 
+    def __init__(self, heartbeat_s: float) -> None:
+        self.after_s = stale_after_s(heartbeat_s)
+        self.held_up_s = HELD_UP_AFTER_BEATS * heartbeat_s
+        self._silent: dict[int, tuple[object, float]] = {}  # trial number -> (sign of life, silent s)
+        self._last_read_end: float | None = None
 
-def is_stale(trial: FrozenTrial, now: float, heartbeat_s: float) -> bool:
-    """A running, real trial whose worker has not shown a sign of life for too long."""
-    return (trial.state == TrialState.RUNNING and not is_surplus(trial)
-            and last_sign_of_life(trial) < now - stale_after_s(heartbeat_s))
+    def stale(self, trials: Iterable[FrozenTrial], read_started: float, read_ended: float) -> list[FrozenTrial]:
+        """The stale trials among `trials`, which one read returned between these monotonic times."""
+        gap = read_started - self._last_read_end if self._last_read_end is not None else 0.0
+        self._last_read_end = read_ended
+        silent: dict[int, tuple[object, float]] = {}
+        stale = []
+        for trial in trials:
+            if trial.state != TrialState.RUNNING or is_surplus(trial):
+                continue
+            sign = sign_of_life(trial)
+            previous = self._silent.get(trial.number)
+            seconds = previous[1] + gap if previous is not None and previous[0] == sign else 0.0
+            silent[trial.number] = (sign, seconds)
+            if seconds >= self.after_s:
+                stale.append(trial)
+        self._silent = silent
+        return stale
+
+    def confirmed(self, fresh: FrozenTrial, waited_s: float) -> bool:
+        """Whether a fresh read of a trial found stale, which queued behind the storage's writers for
+        `waited_s`, shows it still running with the same beat. A long wait means writes were held
+        up, the owner's beat perhaps among them: the count starts again instead."""
+        previous = self._silent.get(fresh.number)
+        if previous is None or waited_s > self.held_up_s:
+            self._silent.pop(fresh.number, None)
+            return False
+        return fresh.state == TrialState.RUNNING and previous[0] == sign_of_life(fresh)

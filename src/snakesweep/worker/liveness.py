@@ -66,6 +66,7 @@ class Liveness:
         self.heartbeat_s = heartbeat_s
         self.url = url
         self.before_requeue = before_requeue
+        self.silence = vocabulary.Silence(heartbeat_s)
 
     def recover_own_stale_trials(self) -> None:
         """Trials this worker index left RUNNING belong to a killed predecessor: fail and requeue them."""
@@ -74,33 +75,43 @@ class Liveness:
                 self._fail_stale(trial, "its worker was killed")
 
     def trials_after_stale_check(self) -> list[FrozenTrial]:
-        """Fail and requeue trials whose worker is gone: Optuna's RDB heartbeats, then our own
-        heartbeat attribute on every storage (it also covers a claim killed before its first beat)."""
-        self.store.fail_stale_by_heartbeat()
+        """The study's trials, after failing and requeueing those whose worker is gone (the stale
+        rule of trials.Silence, on every storage; it also covers a claim killed before its first beat)."""
+        started = time.monotonic()
         trials = self.store.trials()
-        now = time.time()
-        stale = [t for t in trials if vocabulary.is_stale(t, now, self.heartbeat_s)]
+        stale = self.silence.stale(trials, started, time.monotonic())
+        failed = False
         for trial in stale:
-            self._fail_stale(trial, "its worker stopped sending heartbeats")
-        return self.store.trials() if stale else trials
+            # Judged on a fresh copy, read in line with the writers: a beat may have landed since.
+            started = time.monotonic()
+            fresh = self.store.frozen_after_writers(trial)
+            if self.silence.confirmed(fresh, time.monotonic() - started):
+                failed |= self._fail_stale(trial, f"no new heartbeat from its worker for {self.silence.after_s:g} s")
+        return self.store.trials() if failed else trials
 
-    def _fail_stale(self, trial: FrozenTrial, reason: str) -> None:
-        if self.store.fail_stale(trial, reason, self.before_requeue):
-            log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
+    def _fail_stale(self, trial: FrozenTrial, reason: str) -> bool:
+        if not self.store.fail_stale(trial, reason, self.before_requeue):
+            return False
+        log.warning("trial %d: %s; its parameters are queued again", trial.number, reason)
+        return True
 
     @contextmanager
     def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
-        """Keep the trial alive while it trains: RDB heartbeats, and a timestamp attribute everywhere."""
+        """Keep the trial alive while it trains: a beat at once, then one every heartbeat_s, from a
+        thread of its own, so no storage call or wait of the worker's delays a beat."""
         stop = threading.Event()
 
         def loop() -> None:
-            while not stop.wait(self.heartbeat_s):
+            while True:
                 try:
                     self.store.beat(trial)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    return  # told, or failed as stale by another worker: the worker learns it at its next write
                 except Exception as error:  # a restarting server: the next beat will do
                     log.warning("heartbeat failed: %s", storages.mask_text(str(error), self.url))
+                if stop.wait(self.heartbeat_s):
+                    return
 
-        self.store.call(self.store.beat, trial)
         thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
         thread.start()
         try:

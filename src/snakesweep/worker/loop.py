@@ -54,9 +54,9 @@ class Worker:
         self.workers_cfg = self.config["workers"]
         url = storages.storage_url(self.config)
         heartbeat_s = self.config["study"]["heartbeat_s"]
-        storage = storages.open_storage(url, heartbeat_s=heartbeat_s)
+        storage = storages.open_storage(url)
         self.study = load_study(self.config, self.spec, worker=self.index, storage=storage)
-        self.store = StudyStore(self.study, heartbeat_s, url=url, storage=storage)
+        self.store = StudyStore(self.study, heartbeat_s, url=url)
         self.launcher: Launcher = make_launcher(self.config["launcher"])
         self.signals = StopSignals()
         self.weights = WeightKeeper(self.store, self.launcher, Paths.of(self.config), self.spec.name,
@@ -72,8 +72,6 @@ class Worker:
 
     def run(self) -> dict[str, Any]:
         """Run trials until the study reaches a limit or patience stops it; return the worker's summary."""
-        # We drive heartbeats ourselves around ask/tell; Optuna warns as if we forgot them.
-        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used", UserWarning)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         assign_gpu(self.workers_cfg["gpu_ids"], self.index)
         limit_threads(self.threads)

@@ -65,7 +65,9 @@ class TrialRun:
     def run(self) -> dict[str, Any] | None:
         trial = self.store.ask()
         try:
-            return self._claim_and_train(trial)
+            # Beats from the claim on: a worker starved of CPU on its way to training is not taken for dead.
+            with self.liveness.heartbeat(trial):
+                return self._claim_and_train(trial)
         except optuna.exceptions.UpdateFinishedTrialError:
             # Another worker took this trial for stale (its heartbeats were late: a suspended
             # machine, a long outage) and failed and requeued it; the requeued copy will be trained.
@@ -74,8 +76,6 @@ class TrialRun:
             return None
 
     def _claim_and_train(self, trial: optuna.Trial) -> dict[str, Any] | None:
-        # Marked at once: a claim whose worker dies right here is found stale like any other.
-        self.store.set_system_attr(trial, vocabulary.HEARTBEAT, time.time())
         self.store.set_user_attr(trial, vocabulary.WORKER, self.worker)
         if self.allowance.refuse_claim(trial) is not None:
             self.store.set_system_attr(trial, vocabulary.SURPLUS, True)
@@ -87,33 +87,31 @@ class TrialRun:
         directory = self.paths.trial_dir(self.spec.name, trial.number)
         record: dict[str, Any] = {"number": trial.number, "log": str(directory / "train.log")}
         try:
-            with self.liveness.heartbeat(trial):
-                try:
-                    value = self._timed_train(trial, directory)
-                except optuna.TrialPruned as pruned:
-                    self.store.tell(trial, state=TrialState.PRUNED)
-                    record.update(state="PRUNED", reason=str(pruned))
-                except TrialFailed as failure:
-                    self._fail(trial, str(failure), directory)
-                    record.update(state="FAIL", reason=str(failure))
-                except MetricMissing as error:
-                    self._fail(trial, str(error), directory)
-                    record.update(state="FAIL", reason=str(error))
-                    raise
-                except storages.StorageUnreachable:
-                    record.update(state="FAIL", reason="the storage stayed unreachable")
-                    raise  # the trial cannot be told; the next run finds it stale and redoes it
-                except UserError as error:
-                    self._fail(trial, str(error), directory)
-                    record.update(state="FAIL", reason=str(error))
-                except Interrupted as interrupted:
-                    record.update(state="FAIL", reason=f"worker interrupted by {interrupted}")
-                    self.store.set_system_attr(trial, vocabulary.INTERRUPTED, str(interrupted))
-                    self._fail(trial, record["reason"], directory, requeue=True)
-                    raise
-                else:
-                    self.store.tell(trial, value)
-                    record.update(state="COMPLETE", value=value)
+            value = self._timed_train(trial, directory)
+        except optuna.TrialPruned as pruned:
+            self.store.tell(trial, state=TrialState.PRUNED)
+            record.update(state="PRUNED", reason=str(pruned))
+        except TrialFailed as failure:
+            self._fail(trial, str(failure), directory)
+            record.update(state="FAIL", reason=str(failure))
+        except MetricMissing as error:
+            self._fail(trial, str(error), directory)
+            record.update(state="FAIL", reason=str(error))
+            raise
+        except storages.StorageUnreachable:
+            record.update(state="FAIL", reason="the storage stayed unreachable")
+            raise  # the trial cannot be told; the next run finds it stale and redoes it
+        except UserError as error:
+            self._fail(trial, str(error), directory)
+            record.update(state="FAIL", reason=str(error))
+        except Interrupted as interrupted:
+            record.update(state="FAIL", reason=f"worker interrupted by {interrupted}")
+            self.store.set_system_attr(trial, vocabulary.INTERRUPTED, str(interrupted))
+            self._fail(trial, record["reason"], directory, requeue=True)
+            raise
+        else:
+            self.store.tell(trial, value)
+            record.update(state="COMPLETE", value=value)
         finally:
             record["seconds"] = round(time.monotonic() - started, 2)
             self.tracker.trial_finished(trial.number, record)
