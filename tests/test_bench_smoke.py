@@ -44,7 +44,7 @@ def test_every_bench_script_is_covered():
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_bench_script_prints_its_figures_in_smoke_size(script, run_env):
-    output = run_bench(script, env=run_env, timeout=600)  # tracking.py creates an MLflow store: slow when busy
+    output = run_bench(script, env=run_env, timeout=850)  # a cap under pytest's 900 s: slow when busy
     assert SCRIPTS[script] in output, output
     assert "size smoke" in output
 
