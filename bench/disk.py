@@ -1,4 +1,4 @@
-"""Figure 7: the disk the default sweep leaves in results/, every trial's weights kept against the
+"""Figure 8: the disk the default sweep leaves in results/, every trial's weights kept against the
 default `trials.keep_weights: 1`.
 
     .venv/bin/python bench/disk.py            # the default sweep (config/config.yaml), as `make sweep` runs it

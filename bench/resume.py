@@ -1,4 +1,4 @@
-"""Figure 6: what an interruption costs a trial, before and after resuming; what resuming costs.
+"""Figure 7: what an interruption costs a trial, before and after resuming; what resuming costs.
 
     .venv/bin/python bench/resume.py            # 8-epoch trials stopped in epochs 1, 3, 5; 2 repeats
     .venv/bin/python bench/resume.py --smoke    # 3-epoch trials stopped in epoch 1, once
