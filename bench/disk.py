@@ -2,7 +2,7 @@
 default `trials.keep_weights: 1`.
 
     .venv/bin/python bench/disk.py            # the default sweep (config/config.yaml), as `make sweep` runs it
-    .venv/bin/python bench/disk.py --smoke    # 4 trials of 1 epoch, one retrain seed
+    .venv/bin/python bench/disk.py --smoke    # 4 trials of 1 epoch by one worker, the sweep only
 
 For each setting a scratch project gets a copy of config/ and a link to data/, and
 `snakemake --cores 2` runs the workflow there (the whole of it: sweep, retrain, evaluation,
@@ -45,16 +45,18 @@ def sweep(root: Path, keep: int, smoke: bool) -> dict[str, Any]:
     path = directory / "config" / "config.yaml"
     config = yaml.safe_load(path.read_text())
     config["trials"] = {"keep_weights": keep}
-    if smoke:
+    targets: list[str] = []
+    if smoke:  # the sweep alone, by one worker: the trials are what this figure is about
         config["study"]["n_trials"] = 4
         config["model"] = {**config["model"], "overrides": {"trainer.num_epochs": 1}}
-        config["retrain"]["seeds"] = [1]
+        config["workers"] = {**config.get("workers", {}), "count": 1}
+        targets = [str(Path(config.get("results", "results")) / "best_params.json")]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     log = directory / "snakemake.log"
     started = time.monotonic()
     with open(log, "wb") as output:
         code = subprocess.run([str(common.BIN / "snakemake"), "--snakefile", str(common.ROOT / "workflow" / "Snakefile"),
-                               "--cores", "2"], cwd=directory, env=common.child_env(), stdout=output,
+                               "--cores", "2", *targets], cwd=directory, env=common.child_env(), stdout=output,
                               stderr=subprocess.STDOUT).returncode
     if code != 0:
         raise SystemExit(f"snakemake exited with {code}:\n{log.read_text(errors='replace')[-3000:]}")
