@@ -144,6 +144,14 @@ def trial_records(worker: Any) -> list[dict[str, Any]]:
     return records
 
 
+def run_one_more(worker: Any, records: list[dict[str, Any]]) -> None:
+    """Let the worker run one trial more than the finished ones in `records`; an error if it ran none."""
+    worker.limits = dataclasses.replace(worker.limits, n_trials=sum(r["state"] != "FAIL" for r in records) + 1)
+    worker.run()
+    if len(trial_records(worker)) == len(records):
+        raise RuntimeError(f"the worker ran no trial: {worker.stopped}")
+
+
 def run(problem: str, method: str, seed: int, root: Path, args: Any) -> dict[str, Any]:
     from snakesweep.config import load_config
     from snakesweep.worker import Worker
@@ -163,10 +171,7 @@ def run(problem: str, method: str, seed: int, root: Path, args: Any) -> dict[str
             records = trial_records(worker)
             if sum(r["epochs"] for r in records) >= limit:
                 break
-            worker.limits = dataclasses.replace(worker.limits, n_trials=sum(r["state"] != "FAIL" for r in records) + 1)
-            worker.run()
-            if len(trial_records(worker)) == len(records):
-                raise RuntimeError(f"the worker ran no trial: {worker.stopped}")
+            run_one_more(worker, records)
         wall = time.monotonic() - started
     finally:
         os.chdir(cwd)

@@ -22,7 +22,6 @@ that is the point, and the first sweep's own epochs are printed apart.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import common  # noqa: E402
-from bench.search import default_optuna, epochs_to, trial_records  # noqa: E402
+from bench.search import default_optuna, epochs_to, run_one_more, trial_records  # noqa: E402
 
 PARAM = "learning_rate_init"
 FIRST_RANGE = (1e-4, 1e-2)
@@ -94,10 +93,7 @@ def sweep(config_path: Path, *, trials: int | None = None, target: float | None 
             if target is not None and (math.isfinite(epochs_to(records, target, limit))
                                        or sum(r["epochs"] for r in records) >= limit):
                 return records
-            worker.limits = dataclasses.replace(worker.limits, n_trials=done + 1)
-            worker.run()
-            if len(trial_records(worker)) == len(records):
-                raise RuntimeError(f"the worker ran no trial: {worker.stopped}")
+            run_one_more(worker, records)
     finally:
         os.chdir(cwd)
 
