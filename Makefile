@@ -13,7 +13,7 @@ sweep: $(STAMP)
 	$(BIN)/snakemake --cores all
 
 test: $(STAMP) services-packages lint
-	$(BIN)/pytest -ra
+	bash tests/run-suite
 
 # Unit and workflow tests only: no Slurm, MariaDB or PostgreSQL.
 test-fast: $(STAMP)
