@@ -135,6 +135,7 @@ class CommandLauncher(Launcher):
         threads: int,
         env: Mapping[str, str],
         resume_epoch: int = 0,
+        wait_for_verdicts: bool = False,
     ) -> PopenProcess:
         argv = self.arguments(config_path, serialization_dir, trial_number=trial_number, threads=threads,
                               resume_epoch=resume_epoch)
