@@ -31,6 +31,7 @@ the files as they appear). Time per epoch: from the first epoch file to the last
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -181,17 +182,16 @@ def main() -> int:
           f"{args.repeats} repeat(s); sides: {', '.join(name for name, _ in sides)}\n", flush=True)
     runs = []
     with common.workdir(args.keep, "verdict-lag") as root:
-        for repeat in range(args.repeats):
-            for launcher in args.launchers:
-                for pruner_name in args.pruners:
-                    for name, source in sides:  # alternating
-                        started = time.monotonic()
-                        run = lag_run(root / f"{launcher}-{pruner_name}-{name}-{repeat}", launcher, pruner_name,
-                                      repeat + 1, source, args)
-                        run.update(side=name, repeat=repeat, wall_s=time.monotonic() - started)
-                        runs.append(run)
-                        print(f"  {name} {launcher} {pruner_name} #{repeat}: {run['past']} of {run['total']} epochs "
-                              f"past the verdict ({run['pruned']} pruned), {run['wall_s']:.0f} s", flush=True)
+        # The sides alternate, run by run.
+        for repeat, launcher, pruner_name, (name, source) in itertools.product(
+                range(args.repeats), args.launchers, args.pruners, sides):
+            started = time.monotonic()
+            run = lag_run(root / f"{launcher}-{pruner_name}-{name}-{repeat}", launcher, pruner_name, repeat + 1,
+                          source, args)
+            run.update(side=name, repeat=repeat, wall_s=time.monotonic() - started)
+            runs.append(run)
+            print(f"  {name} {launcher} {pruner_name} #{repeat}: {run['past']} of {run['total']} epochs "
+                  f"past the verdict ({run['pruned']} pruned), {run['wall_s']:.0f} s", flush=True)
         costs = {}
         for repeat in range(args.repeats):
             for plain_json in (False, True):
