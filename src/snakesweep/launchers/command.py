@@ -13,6 +13,10 @@ SNAKESWEEP_RESUME_EPOCH. Paths are absolute. Parameter values never reach the co
 are in the config file, and no shell ever parses the arguments.
 
 A leading `python` or `python3` runs the worker's own interpreter (its virtualenv or conda env).
+
+The program is not held at the end of its epochs (`wait_for_verdicts` is for forked trainers): the
+worker reads each epoch file as it appears and stops the program on a verdict, so it may train a
+little past one.
 """
 
 from __future__ import annotations
