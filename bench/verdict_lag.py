@@ -154,6 +154,23 @@ def cost_run(directory: Path, plain_json: bool, args: Any) -> list[float]:
     return per_epoch
 
 
+def print_lag(runs: list[dict[str, Any]], sides: list[tuple[str, Path | None]], args: Any) -> None:
+    rows = []
+    for launcher, pruner_name in itertools.product(args.launchers, args.pruners):
+        row: list[Any] = [launcher, pruner_name]
+        for name, _ in sides:
+            mine = [r for r in runs if (r["launcher"], r["pruner"], r["side"]) == (launcher, pruner_name, name)]
+            row += [common.spread([r["share"] for r in mine], 1), common.spread([float(r["past"]) for r in mine], 0)]
+        rows.append(row)
+    headers = ["launcher", "pruner"]
+    for name, _ in sides:
+        headers += [f"{name}: % of epochs past the verdict", f"{name}: epochs past"]
+    print()
+    print(common.table(headers, rows))
+    print("\nmedian (min-max, n=repeats) over runs; an epoch past the verdict: an epoch file of a pruned trial "
+          "beyond its last reported step.\n", flush=True)
+
+
 def parse_args() -> Any:
     parser = common.argument_parser(__doc__)
     parser.add_argument("--before", type=Path, default=None, metavar="SRC",
@@ -168,6 +185,8 @@ def parse_args() -> Any:
     parser.add_argument("--poll", type=float, default=1.0, help="workers.poll_s (default 1.0, the config's default)")
     parser.add_argument("--tiny-epochs", type=int, default=None, help="epochs a trial for the handshake's cost")
     parser.add_argument("--cost-trials", type=int, default=None)
+    parser.add_argument("--parts", nargs="+", default=["lag", "cost"], choices=["lag", "cost"],
+                        help="the epochs past the verdict, the handshake's cost, or both (default)")
     return common.parse_sized(parser, pruners=(["asha"], ["default", "asha"]), repeats=(1, 3), trials=(3, 8),
                               epochs=(4, 9), sleep=(0.05, 0.1), tiny_epochs=(50, 300), cost_trials=(1, 3))
 
@@ -180,11 +199,12 @@ def main() -> int:
         sides = [("before", args.before.resolve()), *sides]
     print(f"2 workers, {args.trials} trials of {args.epochs} epochs of {args.sleep} s, poll_s {args.poll}, "
           f"{args.repeats} repeat(s); sides: {', '.join(name for name, _ in sides)}\n", flush=True)
-    runs = []
+    runs: list[dict[str, Any]] = []
+    costs: dict[bool, list[float]] = {}
     with common.workdir(args.keep, "verdict-lag") as root:
         # The sides alternate, run by run.
         for repeat, launcher, pruner_name, (name, source) in itertools.product(
-                range(args.repeats), args.launchers, args.pruners, sides):
+                range(args.repeats) if "lag" in args.parts else (), args.launchers, args.pruners, sides):
             started = time.monotonic()
             run = lag_run(root / f"{launcher}-{pruner_name}-{name}-{repeat}", launcher, pruner_name, repeat + 1,
                           source, args)
@@ -192,32 +212,17 @@ def main() -> int:
             runs.append(run)
             print(f"  {name} {launcher} {pruner_name} #{repeat}: {run['past']} of {run['total']} epochs "
                   f"past the verdict ({run['pruned']} pruned), {run['wall_s']:.0f} s", flush=True)
-        costs = {}
-        for repeat in range(args.repeats):
-            for plain_json in (False, True):
-                costs.setdefault(plain_json, []).extend(cost_run(root / f"cost-{plain_json}-{repeat}", plain_json, args))
-    rows = []
-    for launcher in args.launchers:
-        for pruner_name in args.pruners:
-            row: list[Any] = [launcher, pruner_name]
-            for name, _ in sides:
-                mine = [r for r in runs if (r["launcher"], r["pruner"], r["side"]) == (launcher, pruner_name, name)]
-                row += [common.spread([r["share"] for r in mine], 1),
-                        common.spread([float(r["past"]) for r in mine], 0)]
-            rows.append(row)
-    headers = ["launcher", "pruner"]
-    for name, _ in sides:
-        headers += [f"{name}: % of epochs past the verdict", f"{name}: epochs past"]
-    print()
-    print(common.table(headers, rows))
-    print("\nmedian (min-max, n=repeats) over runs; an epoch past the verdict: an epoch file of a pruned trial "
-          "beyond its last reported step.\n")
-    print(common.table(["epochs written", "ms per epoch"], [
-        ["through trialfiles: the handshake", common.quartiles(costs[False], 2)],
-        ["plain json: no handshake", common.quartiles(costs[True], 2)],
-    ]))
-    print(f"\n{args.tiny_epochs} epochs a trial, {args.cost_trials} trial(s) x {args.repeats} repeat(s) each way, "
-          "one worker, NopPruner, SQLite.")
+        if runs:
+            print_lag(runs, sides, args)
+        for repeat, plain_json in itertools.product(range(args.repeats) if "cost" in args.parts else (), (False, True)):
+            costs.setdefault(plain_json, []).extend(cost_run(root / f"cost-{plain_json}-{repeat}", plain_json, args))
+    if costs:
+        print(common.table(["epochs written", "ms per epoch"], [
+            ["through trialfiles: the handshake", common.quartiles(costs[False], 2)],
+            ["plain json: no handshake", common.quartiles(costs[True], 2)],
+        ]))
+        print(f"\n{args.tiny_epochs} epochs a trial, {args.cost_trials} trial(s) x {args.repeats} repeat(s) each way, "
+              "one worker, NopPruner, SQLite.")
     common.write_json(args.json, {"args": vars(args), "runs": runs, "cost_ms": costs})
     return 0
 
