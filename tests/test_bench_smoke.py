@@ -26,6 +26,7 @@ SCRIPTS = {
     "warm_start.py": "cold: epochs (trials)",
     "resume.py": "| launcher | stopped in epoch",
     "disk.py": "| trials.keep_weights | trials",
+    "verdict_lag.py": "| launcher | pruner",
 }
 
 

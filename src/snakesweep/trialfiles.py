@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -48,6 +48,9 @@ EPOCH_PATTERN = re.compile(r"^metrics_epoch_(\d+)\.json$")
 
 PathLike = str | os.PathLike[str]
 
+# Called after each epoch file is written: a trainer forked by the worker waits there for its verdict.
+after_epoch_written: Callable[[int], None] | None = None
+
 
 def epoch_file(serialization_dir: PathLike, epoch: int) -> Path:
     """The path of epoch `epoch`'s metrics file."""
@@ -61,6 +64,8 @@ def write_epoch_metrics(serialization_dir: PathLike, epoch: int, metrics: Mappin
         raise ValueError(f"epoch must be an integer >= 0, not {epoch!r}")
     path = epoch_file(serialization_dir, epoch)
     _write_json_atomic(path, metrics)
+    if after_epoch_written is not None:
+        after_epoch_written(epoch)
     return path
 
 

@@ -11,6 +11,8 @@ Config keys: `lr` and `layers` (the swept parameters: the curve peaks at lr=0.01
 `weights_mb` (0: megabytes of weights in each checkpoint and in the final `model.pt`),
 `gate` (a path) and `gate_after` (1): after that many epochs, wait until the gate file exists,
 so a test can hold a trial running for as long as it needs, however busy the machine.
+`plain_json` (false): write the epoch files with plain `json`, not through `trialfiles` (no
+end-of-epoch handshake with the worker).
 
 It resumes through the trial file protocol: a checkpoint after each epoch
 (`trialfiles.saving_checkpoint`), and at the start the newest one (`trialfiles.resume_checkpoint`).
@@ -62,7 +64,11 @@ def train(config: dict[str, Any], serialization_dir: str) -> None:
         if config.get("diverge_at") is not None and epoch >= config["diverge_at"]:
             value = float(config.get("diverge_to", "nan"))
         best = max(best, value)
-        write_epoch_metrics(out, epoch, {key: value, "epoch": epoch})
+        if config.get("plain_json"):
+            (out / f"metrics_epoch_{epoch}.tmp").write_text(json.dumps({key: value, "epoch": epoch}))
+            (out / f"metrics_epoch_{epoch}.tmp").replace(out / f"metrics_epoch_{epoch}.json")
+        else:
+            write_epoch_metrics(out, epoch, {key: value, "epoch": epoch})
         with saving_checkpoint(out, epoch) as directory:
             (directory / "state.json").write_text(json.dumps({"best": best}))
             _weights(directory / "weights.pt", megabytes)

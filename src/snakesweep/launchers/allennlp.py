@@ -96,6 +96,7 @@ class AllenNLPLauncher(Launcher):
         threads: int,
         env: Mapping[str, str],
         resume_epoch: int = 0,
+        wait_for_verdicts: bool = False,
     ) -> ForkedProcess:
         self.prepare()
         config_file = str(Path(config_path).absolute())
@@ -105,7 +106,7 @@ class AllenNLPLauncher(Launcher):
         def run() -> None:
             _train_in_place(config_file, directory, packages)
 
-        return fork_training(run, log_path=log_path, threads=threads, env=env)
+        return fork_training(run, log_path=log_path, threads=threads, env=env, wait_for_verdicts=wait_for_verdicts)
 
     def device_overrides(self) -> dict[str, Any]:
         """The first visible GPU, or the CPU."""
@@ -205,6 +206,8 @@ def _train_in_place(config_path: str, serialization_dir: str, include_package: S
     an earlier run, which a new trial does not have. So the check becomes a plain `makedirs` and the
     archiving nothing, in this process only: call this function only in a process of its own, as
     the launcher does. `train_model` rewrites `config.json` from the same config, in AllenNLP's layout.
+    Its rank 0 writes the epoch files but has no handshake with the worker (the ranks are spawned,
+    the socket stays behind): the worker reads them as they appear and stops the ranks on a verdict.
     """
     from allennlp.commands import train as allennlp_train
     from allennlp.common import Params
@@ -224,6 +227,7 @@ def _train_in_place(config_path: str, serialization_dir: str, include_package: S
         ranks_import = [*include_package, "snakesweep.launchers.allennlp_rank"]
         allennlp_train.train_model(params, serialization_dir, include_package=ranks_import, file_friendly_logging=True)
         return
+    allennlp_compat.add_epoch_verdicts(params)  # wait for the worker's verdict at each epoch's end
     params.pop("evaluation", None)
     verify_include_in_archive(params.pop("include_in_archive", None))
     Meta.new().to_file(os.path.join(serialization_dir, META_NAME))

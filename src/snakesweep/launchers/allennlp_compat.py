@@ -1,4 +1,4 @@
-"""Two adjustments to AllenNLP 2.10.1, installed in the worker before it forks trials.
+"""Adjustments to AllenNLP 2.10.1, installed in the worker before it forks trials.
 
 - allennlp-optuna's `optuna_pruner` trainer callback, accepted and left idle. allennlp-optuna
   configs prune with `trainer.callbacks: [{type: 'optuna_pruner'}]`, a callback that talks to the
@@ -9,8 +9,12 @@
   to point at the `best.th` moved along (or at nothing, when none came: the trainer then keeps its
   final weights, and the metrics stay those of its best epoch).
 
+- The end-of-epoch handshake (snakesweep.launchers.verdicts): a trainer callback that waits for the
+  worker's verdict in `on_epoch`, which AllenNLP's trainer calls after writing `metrics_epoch_N.json`.
+  `add_epoch_verdicts` adds it to a trial's single-process `gradient_descent` trainer.
+
 Distributed ranks are spawned, not forked: they import `snakesweep.launchers.allennlp_rank`
-through `include_package`, which installs the same two.
+through `include_package`, which installs the same (the handshake's socket does not reach them).
 """
 
 from __future__ import annotations
@@ -18,12 +22,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from snakesweep import trialfiles
+from snakesweep.launchers import verdicts
+
 NAME = "optuna_pruner"
+VERDICT_CALLBACK = "snakesweep_epoch_verdict"
 
 
 def install() -> None:
     register_optuna_pruner()
     restore_best_model_here()
+    register_epoch_verdict()
 
 
 def register_optuna_pruner() -> None:
@@ -56,3 +65,31 @@ def restore_best_model_here() -> None:
 
     restore_here.snakesweep = True  # type: ignore[attr-defined]
     GradientDescentTrainer._maybe_restore_checkpoint = restore_here
+
+
+def register_epoch_verdict() -> None:
+    from allennlp.training.callbacks import TrainerCallback
+
+    if VERDICT_CALLBACK in TrainerCallback.list_available():
+        return
+
+    @TrainerCallback.register(VERDICT_CALLBACK)
+    class EpochVerdict(TrainerCallback):
+        """Waits in `on_epoch` for the worker's verdict; not after the last epoch: nothing follows it."""
+
+        def on_epoch(self, trainer: Any, metrics: dict[str, Any], epoch: int, is_primary: bool = True,
+                     **kwargs: Any) -> None:
+            if is_primary and epoch + 1 < trainer._num_epochs:
+                verdicts.epoch_written(epoch)
+
+
+def add_epoch_verdicts(params: Any) -> None:
+    """Add the verdict callback to a trial's `gradient_descent` trainer, when its worker waits to answer.
+
+    Other trainer types may take no callbacks: their epoch files are watched without a handshake.
+    """
+    trainer = params.params.get("trainer")
+    if trialfiles.after_epoch_written is None or not isinstance(trainer, dict):
+        return
+    if trainer.get("type", "gradient_descent") == "gradient_descent":
+        trainer["callbacks"] = [*(trainer.get("callbacks") or []), {"type": VERDICT_CALLBACK}]

@@ -67,11 +67,14 @@ class Launcher(ABC):
         threads: int,
         env: Mapping[str, str],
         resume_epoch: int = 0,
+        wait_for_verdicts: bool = False,
     ) -> TrainingProcess:
         """Start training on the rendered config; stdout and stderr are appended to `log_path`.
 
         `resume_epoch` > 0: `serialization_dir` holds the checkpoint `find_checkpoint` found for
         that epoch (moved there from an interrupted run), and the training continues from it.
+        `wait_for_verdicts`: where the launcher can, the trainer waits at the end of each epoch until
+        the caller answers through the returned process's `verdicts` (a forked trainer); others ignore it.
         """
 
     def device_overrides(self) -> dict[str, Any]:

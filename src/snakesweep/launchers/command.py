@@ -13,6 +13,10 @@ SNAKESWEEP_RESUME_EPOCH. Paths are absolute. Parameter values never reach the co
 are in the config file, and no shell ever parses the arguments.
 
 A leading `python` or `python3` runs the worker's own interpreter (its virtualenv or conda env).
+
+The program is not held at the end of its epochs (`wait_for_verdicts` is for forked trainers): the
+worker reads each epoch file as it appears and stops the program on a verdict, so it may train a
+little past one.
 """
 
 from __future__ import annotations
@@ -135,6 +139,7 @@ class CommandLauncher(Launcher):
         threads: int,
         env: Mapping[str, str],
         resume_epoch: int = 0,
+        wait_for_verdicts: bool = False,
     ) -> PopenProcess:
         argv = self.arguments(config_path, serialization_dir, trial_number=trial_number, threads=threads,
                               resume_epoch=resume_epoch)

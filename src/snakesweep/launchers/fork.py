@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from snakesweep.launchers import verdicts
 from snakesweep.launchers.process import ForkedProcess
 from snakesweep.process_env import thread_environment
 
@@ -26,6 +27,7 @@ def fork_training(
     log_path: Path,
     threads: int,
     env: Mapping[str, str],
+    wait_for_verdicts: bool = False,
 ) -> ForkedProcess:
     """Run `target()` in a child forked from this process, its own session, output to `log_path`.
 
@@ -35,7 +37,8 @@ def fork_training(
     traceback to the log when `target` raises. It never returns into the caller's code.
 
     Started from the main thread, the child gets SIGTERM should this process die first, so a killed
-    worker leaves no training behind.
+    worker leaves no training behind. With `wait_for_verdicts`, the child waits at each epoch's end
+    until the caller answers through the process's `verdicts` (snakesweep.launchers.verdicts).
     """
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,12 +48,16 @@ def fork_training(
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()  # or the child would write the parent's buffered output again
+    worker_end, trainer_end = verdicts.socket_pair() if wait_for_verdicts else (None, None)
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child
         code = 1
         try:
             os.close(ready_r)
+            if worker_end is not None and trainer_end is not None:
+                worker_end.close()
+                verdicts.wait_for_verdicts(trainer_end)
             _default_signals()
             os.setsid()
             if death_signal:
@@ -70,11 +77,13 @@ def fork_training(
                 sys.stderr.flush()
             os._exit(code)
     os.close(ready_w)
+    if trainer_end is not None:
+        trainer_end.close()
     try:
         os.read(ready_r, 1)  # returns once the child leads its own group (or died trying)
     finally:
         os.close(ready_r)
-    return ForkedProcess(pid)
+    return ForkedProcess(pid, verdicts.Verdicts(worker_end) if worker_end is not None else None)
 
 
 def _run_target(target: Callable[[], int | None]) -> int:

@@ -14,6 +14,10 @@ import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from snakesweep.launchers.verdicts import Verdicts
 
 _POLL_S = 0.02
 _SETTLE_S = 5.0
@@ -23,14 +27,34 @@ class TrainingProcess(ABC):
     """A started training run: the leader of its own session and process group.
 
     Exit codes follow `subprocess`: 0 is success, a negative code -N means killed by signal N.
+    `verdicts`: the worker's end of the end-of-epoch handshake, when the trainer waits for one.
     """
 
     pid: int
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, verdicts: Verdicts | None = None) -> None:
         self.pid = pid
+        self.verdicts = verdicts
         self._returncode: int | None = None
         self._stopped = False
+        self._pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._pidfd = os.pidfd_open(pid)
+
+    @property
+    def exit_fd(self) -> int | None:
+        """A descriptor that turns readable when the leader exits (None: not on this platform)."""
+        return self._pidfd
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def __del__(self) -> None:
+        self._close_pidfd()
+        if getattr(self, "verdicts", None) is not None:
+            self.verdicts.close()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(pid={self.pid}, returncode={self._returncode})"
@@ -118,21 +142,19 @@ class PopenProcess(TrainingProcess):
 
     def _reap(self, timeout: float | None) -> int | None:
         if timeout == 0:
-            return self.popen.poll()
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            code = self.popen.poll()
+        else:
+            try:
+                code = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        if code is not None:
+            self._close_pidfd()
+        return code
 
 
 class ForkedProcess(TrainingProcess):
     """A training in a process forked from the worker (see `fork_training`)."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(pid)
-        self._pidfd: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            self._pidfd = os.pidfd_open(pid)
 
     def _reap(self, timeout: float | None) -> int | None:
         if timeout is None:
@@ -161,11 +183,3 @@ class ForkedProcess(TrainingProcess):
             code = os.waitstatus_to_exitcode(status)
         self._close_pidfd()
         return code
-
-    def _close_pidfd(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    def __del__(self) -> None:
-        self._close_pidfd()

@@ -6,8 +6,10 @@
 
 The module is imported once per worker, in `prepare()`; each trial runs in a child forked from
 the worker, so it starts with the module (and torch, if the module imports it) already loaded.
-The function writes the epoch files itself (`snakesweep.trialfiles.write_epoch_metrics`). If it
-returns a mapping and has written no `metrics.json`, the mapping is written as `metrics.json`.
+The function writes the epoch files itself (`snakesweep.trialfiles.write_epoch_metrics`); in a
+worker's trial each call returns once the worker has judged that epoch (the pruner, the budgets),
+and not at all when the trial is stopped there. If it returns a mapping and has written no
+`metrics.json`, the mapping is written as `metrics.json`.
 To resume, it saves with `trialfiles.saving_checkpoint` and starts from
 `trialfiles.resume_checkpoint(serialization_dir)` (SNAKESWEEP_RESUME_EPOCH tells the same epoch).
 Modules are looked up in the current directory too, as AllenNLP's `--include-package` does.
@@ -111,6 +113,7 @@ class PythonLauncher(Launcher):
         threads: int,
         env: Mapping[str, str],
         resume_epoch: int = 0,
+        wait_for_verdicts: bool = False,
     ) -> ForkedProcess:
         self.prepare()
         function = self.function
@@ -126,4 +129,4 @@ class PythonLauncher(Launcher):
                 write_final_metrics(directory, result)
 
         env = {**protocol_env(serialization_dir, resume_epoch), **env}
-        return fork_training(run, log_path=log_path, threads=threads, env=env)
+        return fork_training(run, log_path=log_path, threads=threads, env=env, wait_for_verdicts=wait_for_verdicts)

@@ -27,6 +27,7 @@ from snakesweep.tracking import Listener
 from snakesweep.logs import log_tail
 from snakesweep.trialfiles import EpochWatcher, epoch_file, write_json
 from snakesweep.worker.allowance import Allowance
+from snakesweep.worker.epoch_news import EpochNews
 from snakesweep.worker.liveness import Liveness, StopSignals
 from snakesweep.worker.resume import Resumed, Resumer, Run
 from snakesweep.worker.weights import WeightKeeper
@@ -188,15 +189,21 @@ class TrialRun:
             for epoch, metrics in sorted(carried.items()):
                 if self._report(trial, intermediate, metrics, epoch, run_dir):
                     self._pruned(trial, epoch, "pruner", f"at epoch {epoch}")
-        process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
-                                      log_path=run_dir / "train.log", threads=self.threads, env={},
-                                      resume_epoch=resumed.epoch if resumed else 0)
+        news = EpochNews(run_dir)  # watching before the trainer starts
+        try:
+            process = self.launcher.start(config_path, run_dir, trial_number=trial.number,
+                                          log_path=run_dir / "train.log", threads=self.threads, env={},
+                                          resume_epoch=resumed.epoch if resumed else 0, wait_for_verdicts=True)
+        except BaseException:
+            news.close()
+            raise
+        news.follow(process)
         watcher = EpochWatcher(run_dir, seen=carried)
         last: int | None = None
         left = self.allowance.seconds_left()
         try:
             while True:
-                code = process.wait(timeout=max(0.0, min(self.poll_s, left)))  # wake when the hours run out
+                code = news.wait(max(0.0, min(self.poll_s, left)))  # wake when the hours run out
                 self.signals.check()
                 new = watcher.new_epochs()
                 trained = self.epochs + len(new)  # all the trainer finished by now, for the budgets
@@ -215,7 +222,7 @@ class TrialRun:
                         self._stop(process, watcher, trial, epoch, "pruner", f"at epoch {epoch}")
                 if new and code is None and not self.allowance.grant_epoch(trial, self.epochs):
                     # Unless that was its last epoch and it is about to end on its own.
-                    if process.wait(timeout=self.poll_s) is None:
+                    if not news.ends_on_its_own(self.poll_s):
                         self._stop(process, watcher, trial, last, "budget", f"by the epochs budget after epoch {last}")
                 if new:
                     self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
@@ -224,10 +231,12 @@ class TrialRun:
                     self._stop(process, watcher, trial, last, "budget", "by the hours budget")
                 if code is not None:
                     break
+                news.go_on()  # judged: a trainer waiting at the end of its epoch trains the next one
             if code < 0:  # killed by a signal: one that reached this worker too (a job's end) comes first
                 self.signals.check_soon()
         finally:
             process.stop(self.grace_s)
+            news.close()
             self.trained_until = time.time()
         self.allowance.release(trial, self.epochs)
         if code != 0:
