@@ -11,6 +11,8 @@ Config keys: `lr` and `layers` (the swept parameters: the curve peaks at lr=0.01
 `weights_mb` (0: megabytes of weights in each checkpoint and in the final `model.pt`),
 `gate` (a path) and `gate_after` (1): after that many epochs, wait until the gate file exists,
 so a test can hold a trial running for as long as it needs, however busy the machine.
+`size_per_layer` (absent: no size): metrics.json also holds `parameters`, that times `layers`,
+a second objective to trade accuracy against.
 
 It resumes through the trial file protocol: a checkpoint after each epoch
 (`trialfiles.saving_checkpoint`), and at the start the newest one (`trialfiles.resume_checkpoint`).
@@ -73,7 +75,8 @@ def train(config: dict[str, Any], serialization_dir: str) -> None:
             while not Path(config["gate"]).exists():
                 time.sleep(0.05)
     _weights(out / "model.pt", megabytes)
-    write_final_metrics(out, {f"best_{key}": best})
+    size = {"parameters": int(config["size_per_layer"]) * int(config["layers"])} if "size_per_layer" in config else {}
+    write_final_metrics(out, {f"best_{key}": best, **size})
 
 
 def evaluate(model_dir: str, test_data: str, output: str) -> None:
