@@ -13,7 +13,7 @@ import yaml
 from snakesweep.config import load_config, validate_config
 from snakesweep.errors import UserError
 from snakesweep.selection import select
-from snakesweep.study import create_study, pruning_note, study_spec
+from snakesweep.study import create_study, make_sampler, pruning_note, study_spec
 from snakesweep.tracking.journal import Journal
 from snakesweep.tracking.listener import JournalListener
 from tests.conftest import BIN, write_project
@@ -130,6 +130,14 @@ def test_a_pruner_with_several_objectives_is_one_warning_and_not_used(tmp_path):
     assert isinstance(study.pruner, optuna.pruners.NopPruner)
     config["objective"]["intermediate"] = None
     assert pruning_note(spec, config) is None
+
+
+def test_the_default_sampler_and_nsga_ii_take_several_objectives(tmp_path):
+    config = load_config(write_project(tmp_path, config={**SEVERAL, "study": {**SEVERAL["study"], "optuna": None}}))
+    assert isinstance(make_sampler(study_spec(config), config), optuna.samplers.TPESampler)  # tried out on 2 objectives
+    (tmp_path / "nsga.json").write_text(json.dumps({"sampler": {"type": "NSGAIISampler", "attributes": {}}}))
+    config["study"]["optuna"] = str(tmp_path / "nsga.json")
+    assert isinstance(make_sampler(study_spec(config), config), optuna.samplers.NSGAIISampler)
 
 
 def test_the_tracking_journal_logs_each_objective_under_its_metric_name(tmp_path):

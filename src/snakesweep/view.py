@@ -106,6 +106,8 @@ class Status:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.front is None:  # one objective: the keys it always had
+            del data["front"], data["select_rule"]
         data["done"] = self.done
         return data
 
