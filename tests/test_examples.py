@@ -30,7 +30,7 @@ from snakesweep.study import study_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-EXAMPLES = ("pytorch-digits", "allennlp-optuna", "grid-sweep")
+EXAMPLES = ("pytorch-digits", "allennlp-optuna", "grid-sweep", "accuracy-vs-size")
 
 
 def example_config(name: str) -> dict[str, Any]:
@@ -234,3 +234,31 @@ def test_the_digits_trainer_resumes_from_its_checkpoint_to_the_same_result(tmp_p
     assert resumed["best_validation_accuracy"] == whole["best_validation_accuracy"]
     assert (tmp_path / "stopped" / "best.th").is_file()
     assert [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()] == ["epoch_3"]
+
+
+@pytest.mark.slow
+def test_accuracy_vs_size_retrains_the_knee_of_the_front(tmp_path, run_env):
+    """The default classifier for accuracy against its parameter count, which the allennlp launcher writes."""
+    result, results = run_example("accuracy-vs-size", tmp_path, run_env, study={"n_trials": 4},
+                                  model={"overrides": {"trainer.num_epochs": 1}})
+    assert "warning" not in (result.stdout + result.stderr).lower()  # no pruner configured: nothing to say
+
+    best = read_json(results / "best_params.json")
+    front = {entry["trial"]: entry for entry in best["front"]}
+    assert best["select"]["rule"] == "knee" and best["trial"] in front
+    assert best["params"] == front[best["trial"]]["params"] and best["values"] == front[best["trial"]]["values"]
+    trial_dir = ROOT / best["trial_dir"]
+    metrics = read_json(trial_dir / "metrics.json")
+    assert metrics["parameters"] == best["values"]["parameters"] > 1000
+    assert "parameters" not in read_json(trial_dir / "metrics_epoch_0.json")  # known once training has ended
+
+    retrained = results / "final" / "seed-1"
+    config = read_json(retrained / "config.json")
+    assert config["model"]["text_field_embedder"]["token_embedders"]["tokens"]["embedding_dim"] == \
+        best["params"]["embedding_dim"]
+    assert config["trainer"]["optimizer"]["lr"] == best["params"]["lr"]
+    assert read_json(retrained / "metrics.json")["parameters"] == metrics["parameters"]  # the same model, retrained
+    assert 0 < read_json(results / "test_metrics.json")["mean"]["accuracy"] <= 1
+
+    assert (results / "report" / "pareto_front.png").is_file()
+    assert f"trial {best['trial']}" in (results / "report" / "html" / "pareto_front.html").read_text()

@@ -17,7 +17,7 @@ from snakesweep.errors import UserError
 from snakesweep.final import check_test_data
 from snakesweep.launchers import make_launcher
 from snakesweep.optuna_api import in_memory_study
-from snakesweep.study import StudySpec, check_start_points, make_pruner, make_sampler, study_spec
+from snakesweep.study import StudySpec, check_start_points, make_pruner, make_sampler, pruning_note, study_spec
 from snakesweep.tracking import target
 
 
@@ -97,7 +97,8 @@ def check(configfile: str | Path, out: TextIO = sys.stdout) -> int:
     def components() -> str:
         sampler = make_sampler(state["spec"], state["config"])
         pruner = make_pruner(state["spec"], state["config"])
-        return f"{type(sampler).__name__}, {type(pruner).__name__}"
+        note = pruning_note(state["spec"], state["config"])
+        return f"{type(sampler).__name__}, {type(pruner).__name__}" + (f" (warning: {note})" if note else "")
 
     def jsonnet() -> str:
         return f"rendered with {check_model_config(state['config'], state['spec'])}"

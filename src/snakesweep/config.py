@@ -49,7 +49,67 @@ def validate_config(data: Mapping[str, Any] | None, source: str | Path = "config
         error = jsonschema.exceptions.best_match(errors)
         field = ".".join(str(part) for part in error.absolute_path) or "(top level)"
         raise UserError(error.message, file=source, field=field, fix=_fix_for(error))
+    _objectives(config, source)
     return config
+
+
+DEFAULT_METRIC = "best_validation_accuracy"
+DEFAULT_DIRECTION = "maximize"
+
+
+def _objectives(config: dict[str, Any], source: str | Path) -> None:
+    """One objective (objective.metric, study.direction) or several (objective.metrics,
+    study.directions), never a mix; the one form's defaults filled in, so a config already
+    completed passes again unchanged."""
+    study, objective, select = config["study"], config["objective"], config["select"]
+    several = "metrics" in objective or "directions" in study
+    if not several:
+        objective.setdefault("metric", DEFAULT_METRIC)
+        study.setdefault("direction", DEFAULT_DIRECTION)
+        return
+    for field, single in (("objective.metric", "metric" in objective), ("study.direction", "direction" in study)):
+        if single:
+            raise UserError("one objective and several at once", file=source, field=field,
+                            fix="with objective.metrics and study.directions, leave out objective.metric "
+                                "and study.direction")
+    metrics, directions = objective.get("metrics"), study.get("directions")
+    if metrics is None or directions is None:
+        given, missing = ("objective.metrics", "study.directions") if directions is None else (
+            "study.directions", "objective.metrics")
+        raise UserError(f"{given} without {missing}", file=source, field=missing,
+                        fix="give both lists, one direction (maximize or minimize) for each metric")
+    if len(metrics) < 2:
+        raise UserError(f"{len(metrics)} metric in a list of several objectives", file=source,
+                        field="objective.metrics", fix="list two metrics or more, or write one as objective.metric")
+    if len(set(metrics)) != len(metrics):
+        raise UserError("a metric is listed twice", file=source, field="objective.metrics",
+                        fix="list each metric once")
+    if len(directions) != len(metrics):
+        raise UserError(f"{len(directions)} directions for {len(metrics)} metrics", file=source,
+                        field="study.directions", fix="give one direction for each of objective.metrics, in order")
+    if study["patience"] is not None:
+        raise UserError("patience needs one objective: with several there is no single best value to improve",
+                        file=source, field="study.patience",
+                        fix="leave study.patience out and bound the sweep with n_trials or study.budget")
+    if select["metric"] is not None and select["metric"] not in metrics:
+        raise UserError(f"{select['metric']!r} is not one of objective.metrics", file=source,
+                        field="select.metric", fix="use one of: " + ", ".join(metrics))
+    for name in select["where"]:
+        if name not in metrics:
+            raise UserError(f"{name!r} is not one of objective.metrics", file=source, field=f"select.where.{name}",
+                            fix="bound one of: " + ", ".join(metrics))
+
+
+def objective_metrics(config: Mapping[str, Any]) -> list[str]:
+    """The metric names of a completed config: [objective.metric], or objective.metrics."""
+    objective = config["objective"]
+    return list(objective["metrics"]) if "metrics" in objective else [objective["metric"]]
+
+
+def objective_directions(config: Mapping[str, Any]) -> list[str]:
+    """Their directions, in the same order."""
+    study = config["study"]
+    return list(study["directions"]) if "directions" in study else [study["direction"]]
 
 
 def _fix_for(error: jsonschema.ValidationError) -> str:

@@ -24,3 +24,12 @@ class StudySpec:
     sampler: Mapping[str, Any]
     pruner: Mapping[str, Any]
     definition: Mapping[str, Any]
+    metrics: tuple[str, ...] = ()
+    """The objectives' metric names; with one objective, `direction` is its direction."""
+    directions: tuple[str, ...] = ()
+    """One direction per metric; with several, `direction` is the first one's."""
+
+    @property
+    def several(self) -> bool:
+        """Several objectives: a Pareto front instead of a best value, and no pruning."""
+        return len(self.directions) > 1

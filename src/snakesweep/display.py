@@ -55,7 +55,15 @@ def format_status(state: Status) -> str:
     if state.warm_start:
         lines.append(f"warm     {state.warm_start} trials of earlier studies: the sampler's prior knowledge, "
                      "counted nowhere, never the best")
-    if state.best:
+    if state.front is not None:  # several objectives
+        lines.append(f"front    {state.front} trials on the Pareto front of {state.metric} ({state.direction})")
+    if state.best and state.front is not None:
+        params = ", ".join(f"{k}={_param(v)}" for k, v in state.best["params"].items())
+        values = ", ".join(f"{k} {_value(v)}" for k, v in state.best["values"].items())
+        lines.append(f"chosen   trial {state.best['trial']} ({state.select_rule}): {values}; {params}")
+    elif state.front is not None:
+        lines.append("chosen   - (no trial complete yet)")
+    elif state.best:
         params = ", ".join(f"{k}={_param(v)}" for k, v in state.best["params"].items())
         lines.append(f"best     {state.metric} {_value(state.best['value'])} ({state.direction}) "
                      f"in trial {state.best['trial']}: {params}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ def metric_from(metrics: Mapping[str, Any], key: str, where: str) -> float:
 
 
 def epoch_check(objective: Mapping[str, Any], *, report: bool,
-                final_key_in_epochs: bool) -> Callable[[Mapping[str, Any], str], None]:
+                final_key_in_epochs: Callable[[str], bool] | bool,
+                metrics: Sequence[str] | None = None) -> Callable[[Mapping[str, Any], str], None]:
     """What each epoch file of a run must hold, so that a mistake shows at the first epoch, not the last.
 
     The value of the key reported to the pruner (when `report`) and of the key a reduction reads
@@ -50,10 +51,12 @@ def epoch_check(objective: Mapping[str, Any], *, report: bool,
     """
     values = [objective["intermediate"]] if report and objective["intermediate"] else []
     present = []
-    if objective["reduce"] != "final":
-        values.append(objective["metric"])
-    elif final_key_in_epochs:
-        present.append(objective["metric"])
+    for metric in metrics or [objective["metric"]]:
+        in_epochs = final_key_in_epochs(metric) if callable(final_key_in_epochs) else final_key_in_epochs
+        if objective["reduce"] != "final":
+            values.append(metric)
+        elif in_epochs:
+            present.append(metric)
 
     def check(metrics: Mapping[str, Any], where: str) -> None:
         for key in present:
@@ -64,13 +67,22 @@ def epoch_check(objective: Mapping[str, Any], *, report: bool,
     return check
 
 
-def objective_value(serialization_dir: Path, objective: Mapping[str, Any], direction: str) -> float:
-    """The value to tell the study: a key of metrics.json, or a reduction over the epoch files.
+def objective_values(serialization_dir: Path, objective: Mapping[str, Any], metrics: Sequence[str],
+                     directions: Sequence[str]) -> list[float]:
+    """The values to tell a study of several objectives: each metric read as objective_value reads one."""
+    return [objective_value(serialization_dir, objective, direction, key=metric)
+            for metric, direction in zip(metrics, directions)]
+
+
+def objective_value(serialization_dir: Path, objective: Mapping[str, Any], direction: str,
+                    key: str | None = None) -> float:
+    """The value to tell the study: a key of metrics.json (objective.metric, or `key`), or a
+    reduction over the epoch files.
 
     Raises ValueError for a missing, NaN or infinite value (the trial fails with that reason) and
     MetricMissing when the key does not exist at all.
     """
-    key, reduce = objective["metric"], objective["reduce"]
+    key, reduce = key or objective["metric"], objective["reduce"]
     if reduce == "final":
         metrics = read_final_metrics(serialization_dir)
         if metrics is None:

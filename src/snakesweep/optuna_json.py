@@ -63,13 +63,13 @@ def build(
     key: str,
     path: str | Path | None,
     suggest: Callable[[optuna.Trial], Any],
-    direction: str,
+    direction: str | list[str],
     **extra: Any,
 ) -> Any:
     """The `key` ("sampler" or "pruner") that `spec` names, its attributes checked and the object tried out.
 
     `extra` fills constructor arguments the attributes leave out (the sampler's seed); `suggest`
-    draws a point of the study's space for the tryout.
+    draws a point of the study's space for the tryout; `direction` is a list for several objectives.
     """
     module, base = (optuna.samplers, optuna.samplers.BaseSampler) if key == "sampler" else (
         optuna.pruners, optuna.pruners.BasePruner)
@@ -112,15 +112,21 @@ def _classes(module: types.ModuleType, base: type) -> dict[str, type]:
     return found
 
 
-def _try_out(component: Any, key: str, suggest: Callable[[optuna.Trial], Any], direction: str, trials: int) -> None:
-    """Trials in memory with reports and pruning checks, as a worker runs them."""
+def _try_out(component: Any, key: str, suggest: Callable[[optuna.Trial], Any], direction: str | list[str],
+             trials: int) -> None:
+    """Trials in memory with reports and pruning checks, as a worker runs them (without reports
+    for several objectives, which Optuna cannot prune)."""
     sampler = component if key == "sampler" else optuna.samplers.RandomSampler(seed=0)
     pruner = component if key == "pruner" else optuna.pruners.NopPruner()
+    directions = [direction] if isinstance(direction, str) else direction
     with quiet_optuna():  # the tryout is no study of the user's
-        study = optuna.create_study(sampler=sampler, pruner=pruner, direction=direction)
+        study = optuna.create_study(sampler=sampler, pruner=pruner, directions=directions)
         for number in range(trials):
             trial = study.ask()
             suggest(trial)
+            if len(directions) > 1:
+                study.tell(trial, [float((number + i) % 3) for i in range(len(directions))])
+                continue
             state = TrialState.COMPLETE
             for step in range(3):
                 trial.report(float(number % 3 + step), step)

@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 
+from snakesweep import pareto
 from snakesweep import storage as storages
 from snakesweep.errors import UserError
 from snakesweep.paths import Paths
@@ -27,8 +28,13 @@ def best_summary(config: Mapping[str, Any], spec: StudySpec, study: optuna.Study
     counts = count_trials(trials)
     spent = usage(trials, time.time())
     budget = limits(spec, config)
-    best = best_trial(trials, spec.direction)
     paths = Paths.of(config)
+    chosen = None
+    if spec.several:
+        chosen = pareto.select(trials, spec.metrics, spec.directions, pareto.Rule.of(config))
+        best = chosen.chosen if chosen else None
+    else:
+        best = best_trial(trials, spec.direction)
     if best is None:
         raise UserError(
             f"no trial of {spec.name} completed ({counts.pruned} pruned, {counts.failed} failed)",
@@ -36,11 +42,16 @@ def best_summary(config: Mapping[str, Any], spec: StudySpec, study: optuna.Study
             fix="read the failed trials' train.log; fix the trainer or config and run again",
         )
     params = render_params(spec, best)
+    answer: dict[str, Any] = {"params": params}
+    if chosen is None:
+        answer.update(value=best.value, metric=config["objective"]["metric"], direction=spec.direction)
+    else:  # the chosen trial's params stay at the top: retraining and every reader use them as before
+        answer.update(values=pareto.values_of(best, spec.metrics), metrics=list(spec.metrics),
+                      directions=list(spec.directions), select=dict(config["select"]),
+                      front=[{"trial": t.number, "params": render_params(spec, t),
+                              "values": pareto.values_of(t, spec.metrics)} for t in chosen.front])
     return {
-        "params": params,
-        "value": best.value,
-        "metric": config["objective"]["metric"],
-        "direction": spec.direction,
+        **answer,
         "trial": best.number,
         "trial_dir": str(paths.trial_dir(spec.name, best.number)),
         "study": spec.name,
@@ -69,7 +80,7 @@ def select(config: Mapping[str, Any], trials_csv: str | Path, best_params: str |
     for path in outputs:
         path.parent.mkdir(parents=True, exist_ok=True)
     csv_tmp = outputs[0].with_name(outputs[0].name + ".tmp")
-    trials_table(study).to_csv(csv_tmp, index=False)
+    trials_table(study, spec).to_csv(csv_tmp, index=False)
     temps = [csv_tmp, stage_json(outputs[1], summary), stage_json(outputs[2], rendered)]
     for tmp, path in zip(temps, outputs):
         tmp.replace(path)

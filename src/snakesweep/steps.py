@@ -43,7 +43,7 @@ def create_study(snakemake: Any) -> None:
     write_json(snakemake.output[0], marker)
     logging.getLogger("snakesweep").info("study %s ready in %s", study.study_name, marker["storage"])
     with listening(config, spec.name, "create_study", ship="at_close") as tracker:
-        params = {"direction": spec.direction, "metric": config["objective"]["metric"],
+        params = {"direction": ", ".join(spec.directions), "metric": ", ".join(spec.metrics),
                   "sampler": spec.sampler, "pruner": spec.pruner}
         tracker.study_created(params, {"fingerprint": spec.fingerprint, "storage": marker["storage"]})
 
@@ -64,10 +64,16 @@ def select(snakemake: Any) -> None:
     with listening(config, study_spec(config).name, "select", ship="at_close") as tracker:
         summary = select_best(config, snakemake.output.trials, snakemake.output.best_params,
                               snakemake.output.best_config, tracker)
-    logging.getLogger("snakesweep").info(
-        "best %s %.6g in trial %d: %s", summary["metric"], summary["value"], summary["trial"],
-        json.dumps(summary["params"]),
-    )
+    logging.getLogger("snakesweep").info("%s in trial %d: %s", _answer(summary), summary["trial"],
+                                         json.dumps(summary["params"]))
+
+
+def _answer(summary: dict[str, Any]) -> str:
+    """What best_params.json holds, in words: the best value, or the front and the chosen trial's values."""
+    if "front" in summary:
+        values = ", ".join(f"{name} {value:.4g}" for name, value in summary["values"].items())
+        return f"Pareto front of {len(summary['front'])} trials; chosen ({summary['select']['rule']}): {values}"
+    return f"best {summary['metric']} {summary['value']:.4g}"
 
 
 def retrain(snakemake: Any) -> None:
@@ -107,7 +113,7 @@ def where_is_the_answer(config: dict[str, Any]) -> str:
     lines = ["", "snakesweep: done."]
     if paths.best_params.exists():
         summary = json.loads(paths.best_params.read_text())
-        lines.append(f"  best {summary['metric']} {summary['value']:.4g}, params: {paths.best_params}")
+        lines.append(f"  {_answer(summary)}, params: {paths.best_params}")
     if paths.test_metrics.exists():
         lines.append(f"  test metrics (mean and std over seeds): {paths.test_metrics}")
     lines.append(f"  every trial: {paths.trials_csv}, trial directories under {paths.results / 'studies'}")

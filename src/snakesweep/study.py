@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import warnings
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import optuna
 from filelock import FileLock
 
 from snakesweep import storage as storages
+from snakesweep.config import objective_directions, objective_metrics
 from snakesweep.errors import UserError
 from snakesweep.optuna_api import SweepGridSampler, pruning_own_trials
 from snakesweep.optuna_json import build, load_optuna_json
@@ -58,14 +60,32 @@ def make_sampler(spec: StudySpec, config: Mapping[str, Any], worker: int = 0) ->
             attributes["seed"] = base
         base = config["study"]["seed"]
     sampler = {"type": spec.sampler["type"], "attributes": attributes}
-    return build(sampler, "sampler", config["study"]["optuna"], spec.space.suggest, spec.direction,
+    return build(sampler, "sampler", config["study"]["optuna"], spec.space.suggest, list(spec.directions),
                  seed=worker_seed(base, worker))
 
 
 def make_pruner(spec: StudySpec, config: Mapping[str, Any]) -> optuna.pruners.BasePruner:
-    """The study's pruner; built (and so checked) even when pruning is off, which gets NopPruner."""
+    """The study's pruner; built (and so checked) even when pruning is off, which gets NopPruner.
+
+    Optuna defines pruning for one objective only: with several, the study runs without it (see
+    `pruning_note`).
+    """
     pruner = build(spec.pruner, "pruner", config["study"]["optuna"], spec.space.suggest, spec.direction)
-    return optuna.pruners.NopPruner() if config["objective"]["intermediate"] is None else pruner
+    return optuna.pruners.NopPruner() if not reports_to_pruner(spec, config) else pruner
+
+
+def reports_to_pruner(spec: StudySpec, config: Mapping[str, Any]) -> bool:
+    """Whether the worker reports epochs to the pruner: not with pruning off, nor with several objectives."""
+    return config["objective"]["intermediate"] is not None and not spec.several
+
+
+def pruning_note(spec: StudySpec, config: Mapping[str, Any]) -> str | None:
+    """The warning for a pruner configured in a study of several objectives, which runs without it."""
+    if not spec.several or config["objective"]["intermediate"] is None or spec.pruner["type"] == "NopPruner":
+        return None
+    return (f"{config['study']['optuna']}: pruner.type: {spec.pruner['type']} is not used: Optuna defines no "
+            "pruning for several objectives, so every trial trains to its end (set objective.intermediate: "
+            "null, or the NopPruner, to silence this)")
 
 
 def check_start_points(spec: StudySpec, config: Mapping[str, Any]) -> int:
@@ -106,12 +126,16 @@ def study_spec(config: Mapping[str, Any]) -> StudySpec:
     if not model_path.is_file():
         raise UserError("file not found", file=model_path, field="model.config", fix="fix the path in the config")
     objective = config["objective"]
+    metrics, directions = objective_metrics(config), objective_directions(config)
+    several = len(metrics) > 1
     definition = {
         "space": space.fingerprint(),
         "model": jsonnet_digest(model_path),
         "model_overrides": config["model"]["overrides"],
-        "metric": [objective["metric"], objective["reduce"], objective["last_k"], objective["intermediate"]],
-        "direction": config["study"]["direction"],
+        # One objective keeps the form (and so the fingerprint) it always had.
+        "metric": [metrics if several else metrics[0], objective["reduce"], objective["last_k"],
+                   objective["intermediate"]],
+        "direction": directions if several else directions[0],
         "sampler": sampler,
         "pruner": pruner,
         "repeats": config["study"]["repeats"],
@@ -121,11 +145,13 @@ def study_spec(config: Mapping[str, Any]) -> StudySpec:
     return StudySpec(
         name=f"{config['study']['name']}-{fingerprint}",
         fingerprint=fingerprint,
-        direction=config["study"]["direction"],
+        direction=directions[0],
         space=space,
         sampler=sampler,
         pruner=pruner,
         definition=definition,
+        metrics=tuple(metrics),
+        directions=tuple(directions),
     )
 
 
@@ -186,12 +212,16 @@ def _create_or_load(config: Mapping[str, Any], spec: StudySpec, url: str) -> opt
         study = optuna.create_study(
             storage=storage,
             study_name=spec.name,
-            direction=spec.direction,
+            directions=list(spec.directions),
             sampler=make_sampler(spec, config),
             pruner=pruning_own_trials(make_pruner(spec, config)),
         )
     except optuna.exceptions.DuplicatedStudyError:
         return load_study(config, spec, storage=storage)
+    if spec.several:  # Optuna's plots and tools name the objectives
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.metrics))
     study.set_user_attr(ATTR_FINGERPRINT, spec.fingerprint)
     study.set_user_attr(ATTR_DEFINITION, json.loads(json.dumps(spec.definition, default=str)))
     study.set_user_attr(ATTR_SPACE, spec.space.to_dict())

@@ -19,21 +19,15 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from snakesweep import storage as storages
-from snakesweep import budgets
+from snakesweep import budgets, pareto
 from snakesweep import trials as vocabulary
+from snakesweep.config import objective_metrics
 from snakesweep.errors import UserError
 from snakesweep.paths import REPEAT_PREFIX, Paths, run_dirs
 from snakesweep.study import StudySpec, limits, load_study, study_spec
 from snakesweep.trialfiles import epoch_file, read_epoch_metrics
-
-_STATE_ORDER = {"COMPLETE": 0, "PRUNED": 1, "RUNNING": 2, "WAITING": 3, "FAIL": 4}
-STATES = tuple(name.lower() for name in _STATE_ORDER)  # what `snakesweep trials --state` takes
-TABLE_COLUMNS = [
-    "number", "state", "value", "duration_s",
-    vocabulary.WORKER, vocabulary.EPOCHS, vocabulary.RESUMED_FROM_EPOCH, vocabulary.PRUNED_AT_EPOCH,
-    vocabulary.PRUNE_REASON, vocabulary.FAIL_REASON,
-]
-WARM_COLUMN = "warm_start"  # where a warm-start trial was measured; a column only when the study has some
+from snakesweep.trials_table import (FRONT_COLUMN, STATES, TABLE_COLUMNS, WARM_COLUMN, objective_columns,  # noqa: F401
+                                      sort_trials, trials_table)
 
 
 def open_study(config: Mapping[str, Any]) -> tuple[StudySpec, optuna.Study]:
@@ -52,9 +46,9 @@ def curve_key(config: Mapping[str, Any]) -> str | None:
     objective = config["objective"]
     if objective["intermediate"]:
         return objective["intermediate"]
+    metric = objective_metrics(config)[0]  # with several objectives, the first one's curve
     if objective["reduce"] != "final":
-        return objective["metric"]
-    metric = objective["metric"]
+        return metric
     return metric[len("best_"):] if metric.startswith("best_") else None
 
 
@@ -102,6 +96,9 @@ class Status:
     """Why the study stopped: n_trials, epochs, hours or patience; None while it goes on."""
     patience_stop: dict[str, Any] | None = None
     warm_start: int = 0  # trials of earlier studies given to the sampler, in none of the counts above
+    front: int | None = None
+    """Several objectives: the trials on the Pareto front; `best` is then the one select.rule chooses."""
+    select_rule: str | None = None
 
     @property
     def done(self) -> bool:
@@ -109,6 +106,8 @@ class Status:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.front is None:  # one objective: the keys it always had
+            del data["front"], data["select_rule"]
         data["done"] = self.done
         return data
 
@@ -125,10 +124,18 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     recorded = study.user_attrs.get(vocabulary.STOPPED)
     stopped = budget.stop_reason(spent, recorded)
     key = curve_key(config)
-    best = None
-    trial = vocabulary.best_trial(trials, spec.direction)
+    best = front = None
+    if spec.several:
+        selection = pareto.select(trials, spec.metrics, spec.directions, pareto.Rule.of(config))
+        trial = selection.chosen if selection else None
+        front = len(selection.front) if selection else 0
+    else:
+        trial = vocabulary.best_trial(trials, spec.direction)
     if trial is not None:
-        best = {"trial": trial.number, "value": trial.value, "params": dict(trial.params)}
+        best = {"trial": trial.number, "value": trial.values[0] if spec.several else trial.value,
+                "params": dict(trial.params)}
+        if spec.several:
+            best["values"] = pareto.values_of(trial, spec.metrics)
     running = [_running(config, spec, t, key, now) for t in trials if t.state == TrialState.RUNNING]
     running.sort(key=lambda r: (r.worker if r.worker is not None else math.inf, r.number))
     busy = busy_seconds(trials, now)
@@ -137,8 +144,8 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     return Status(
         study=spec.name,
         storage=storages.mask(storages.storage_url(config)),
-        metric=config["objective"]["metric"],
-        direction=spec.direction,
+        metric=", ".join(spec.metrics),
+        direction=", ".join(spec.directions),
         budget=budget.n_trials,
         counts=asdict(counts),
         finished=counts.finished,
@@ -154,6 +161,8 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
         stopped=stopped,
         patience_stop=recorded if stopped == "patience" else None,
         warm_start=sum(map(vocabulary.is_warm_start, every)),
+        front=front,
+        select_rule=pareto.Rule.of(config).describe() if spec.several else None,
     )
 
 
@@ -216,9 +225,15 @@ def render_params(spec: StudySpec, trial: FrozenTrial) -> dict[str, Any]:
 
 
 def best_of(config: Mapping[str, Any]) -> tuple[StudySpec, FrozenTrial]:
-    """The study's best completed trial; a UserError while none has completed."""
+    """The study's best completed trial (with several objectives, the chosen one); a UserError while
+    none has completed."""
     spec, study = open_study(config)
-    best = vocabulary.best_trial(study.get_trials(deepcopy=False), spec.direction)
+    if spec.several:  # the trial select.rule chooses from the front
+        selection = pareto.select(study.get_trials(deepcopy=False), spec.metrics, spec.directions,
+                                  pareto.Rule.of(config))
+        best = selection.chosen if selection else None
+    else:
+        best = vocabulary.best_trial(study.get_trials(deepcopy=False), spec.direction)
     if best is None:
         raise UserError(
             f"no trial of {spec.name} has completed yet",
@@ -230,62 +245,12 @@ def best_of(config: Mapping[str, Any]) -> tuple[StudySpec, FrozenTrial]:
 
 
 # -- trials --------------------------------------------------------------------------------------
-def trials_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial (surplus claims left out), parameters as `param_<name>` columns; warm-start
-    trials are marked in the `warm_start` column with the study and trial they come from."""
-    rows = [_row(trial) for trial in vocabulary.table_trials(study.get_trials(deepcopy=False))]
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=TABLE_COLUMNS)
-    params = sorted(c for c in frame.columns if c.startswith("param_"))
-    marked = [WARM_COLUMN] if WARM_COLUMN in frame.columns else []
-    # Nullable dtypes: a conditional int parameter stays an int where other trials lack it.
-    return frame.reindex(columns=TABLE_COLUMNS + marked + params).convert_dtypes()
-
-
-def _row(trial: FrozenTrial) -> dict[str, Any]:
-    duration = trial.duration.total_seconds() if trial.duration is not None else None
-    row = {
-        "number": trial.number,
-        "state": trial.state.name,
-        "value": trial.value if trial.state == TrialState.COMPLETE else None,
-        "duration_s": round(duration, 2) if duration is not None else None,
-        **{key: trial.user_attrs.get(key) for key in TABLE_COLUMNS[4:]},
-    }
-    if vocabulary.is_warm_start(trial):
-        origin = trial.system_attrs[vocabulary.WARM_START]
-        where = f" in {origin['storage']}" if origin.get("storage") else ""
-        row[WARM_COLUMN] = f"{origin['study']} #{origin['trial']}{where}"
-    row.update({f"param_{name}": value for name, value in trial.params.items()})
-    return row
-
-
 def sorted_trials(config: Mapping[str, Any], sort: str = "value", states: list[str] | None = None,
                   limit: int | None = None) -> pd.DataFrame:
     """The trials table (results/trials.csv's columns): best first, or by number or duration."""
     spec, study = open_study(config)
-    frame = trials_table(study)
+    frame = trials_table(study, spec)
     if states:
         frame = frame[frame["state"].isin({s.upper() for s in states})]
     frame = sort_trials(frame, sort, spec.direction)
     return frame.head(limit) if limit is not None else frame
-
-
-def sort_trials(frame: pd.DataFrame, sort: str, direction: str) -> pd.DataFrame:
-    """value: completed trials best first, then pruned, running, waiting, failed, then warm-start trials
-    (measured under another config); number; duration: longest first."""
-    if sort == "value":
-        rank = frame["state"].map(_STATE_ORDER).fillna(len(_STATE_ORDER))
-        if WARM_COLUMN in frame.columns:
-            rank = rank + frame[WARM_COLUMN].notna().astype(int) * (len(_STATE_ORDER) + 1)
-        frame = (frame.assign(_rank=rank)
-                 .sort_values(["_rank", "value", "number"], ascending=[True, direction == "minimize", True],
-                              na_position="last", kind="stable")
-                 .drop(columns="_rank"))
-    elif sort == "duration":
-        frame = frame.sort_values(["duration_s", "number"], ascending=[False, True], na_position="last", kind="stable")
-    elif sort == "number":
-        frame = frame.sort_values("number", kind="stable")
-    else:
-        raise ValueError(f"unknown sort key {sort!r}")
-    return frame.reset_index(drop=True)

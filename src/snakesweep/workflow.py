@@ -15,7 +15,8 @@ from snakesweep.config import validate_config
 from snakesweep.errors import UserError, one_line
 from snakesweep.final import check_test_data
 from snakesweep.paths import Paths
-from snakesweep.study import check_start_points, jsonnet_files, limits, make_pruner, make_sampler, study_spec
+from snakesweep.study import (check_start_points, jsonnet_files, limits, make_pruner, make_sampler, pruning_note,
+                              study_spec)
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Plan:
     """Every limit of the study (trials, epochs, hours, patience): a changed one reruns the workers."""
     inputs: list[str]
     paths: Paths
+    select: dict[str, Any] | None = None
+    """Several objectives: `select`, which picks the trial to retrain (a change reruns the selection)."""
 
 
 def plan(config: dict[str, Any]) -> Plan:
@@ -34,6 +37,9 @@ def plan(config: dict[str, Any]) -> Plan:
     spec = study_spec(config)
     make_sampler(spec, config)  # built, so a wrong attribute in optuna.json is found now, not mid-trial
     make_pruner(spec, config)
+    note = pruning_note(spec, config)
+    if note:
+        print(f"snakesweep: warning: {note}", file=sys.stderr)
     check_start_points(spec, config)
     storages.storage_url(config)  # every variable it names is set
     tracking.target(config, spec.name)  # mlflow installed, and every variable the URI names is set
@@ -45,7 +51,7 @@ def plan(config: dict[str, Any]) -> Plan:
         inputs.append(config["study"]["optuna"])
     budget = limits(spec, config)
     return Plan(study_name=spec.name, n_trials=budget.n_trials, budget=budget.to_dict(), inputs=inputs,
-                paths=Paths.of(config))
+                paths=Paths.of(config), select=dict(config["select"]) if spec.several else None)
 
 
 def refuse_sqlite_on_cluster(config: Mapping[str, Any]) -> None:

@@ -13,6 +13,8 @@ Config keys: `lr` and `layers` (the swept parameters: the curve peaks at lr=0.01
 so a test can hold a trial running for as long as it needs, however busy the machine.
 `plain_json` (false): write the epoch files with plain `json`, not through `trialfiles` (no
 end-of-epoch handshake with the worker).
+`size_per_layer` (absent: no size): metrics.json also holds `parameters`, that times `layers`,
+a second objective to trade accuracy against.
 
 It resumes through the trial file protocol: a checkpoint after each epoch
 (`trialfiles.saving_checkpoint`), and at the start the newest one (`trialfiles.resume_checkpoint`).
@@ -79,7 +81,8 @@ def train(config: dict[str, Any], serialization_dir: str) -> None:
             while not Path(config["gate"]).exists():
                 time.sleep(0.05)
     _weights(out / "model.pt", megabytes)
-    write_final_metrics(out, {f"best_{key}": best})
+    size = {"parameters": int(config["size_per_layer"]) * int(config["layers"])} if "size_per_layer" in config else {}
+    write_final_metrics(out, {f"best_{key}": best, **size})
 
 
 def evaluate(model_dir: str, test_data: str, output: str) -> None:

@@ -12,7 +12,7 @@ rule report:
         test_metrics=PATHS.test_metrics,
         retrained=[PATHS.retrain_metrics(seed) for seed in SEEDS],
     output:
-        **{output.name: declared(output) for output in report_outputs()},
+        **{output.name: declared(output) for output in report_outputs(config)},
     log:
         PATHS.log("report"),
     conda:

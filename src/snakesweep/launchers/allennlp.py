@@ -32,9 +32,12 @@ from snakesweep.launchers.base import Launcher, importable_cwd, string_list
 from snakesweep.launchers.checkpoints import Checkpoint, CheckpointSearch
 from snakesweep.launchers.fork import fork_training
 from snakesweep.launchers.process import ForkedProcess
+from snakesweep.trialfiles import read_final_metrics, write_final_metrics
 
 FIELD = "launcher.include_package"
 ARCHIVE = "model.tar.gz"
+PARAMETERS = "parameters"
+"""The key of metrics.json holding the trained model's number of trainable parameters."""
 BEST = "best.th"
 DATA_KEYS = ("train_data_path", "validation_data_path", "test_data_path")
 _MODEL_STATE = re.compile(r"^model_state_e(\d+)_b(\d+)\.th$")
@@ -123,8 +126,9 @@ class AllenNLPLauncher(Launcher):
                     )
 
     def final_key_in_epoch_files(self, key: str) -> bool:
-        """AllenNLP writes its metrics so far after each epoch; only the test_ keys come at the end."""
-        return not key.startswith("test_")
+        """AllenNLP writes its metrics so far after each epoch; only the test_ keys and the parameter
+        count (`parameters`, added once training has ended) come at the end."""
+        return not key.startswith("test_") and key != PARAMETERS
 
     def weight_files(self, run_dir: Path) -> list[Path]:
         """Checkpoints, `best.th` (sharded: `best_w*.th`) and an archive."""
@@ -231,10 +235,26 @@ def _train_in_place(config_path: str, serialization_dir: str, include_package: S
     params.pop("evaluation", None)
     verify_include_in_archive(params.pop("include_in_archive", None))
     Meta.new().to_file(os.path.join(serialization_dir, META_NAME))
-    allennlp_train._train_worker(
+    model = allennlp_train._train_worker(
         process_rank=0,
         params=params,
         serialization_dir=serialization_dir,
         include_package=list(include_package),
         file_friendly_logging=True,
     )
+    if model is not None:
+        add_parameter_count(serialization_dir, model)
+
+
+def add_parameter_count(serialization_dir: str | Path, model: Any) -> None:
+    """`parameters` in metrics.json: the trained model's trainable parameters, a size to trade
+    accuracy against (`objective.metrics: [best_validation_accuracy, parameters]`).
+
+    Only metrics.json has it: the size is known once training has ended, and the epoch files are
+    AllenNLP's own (`final_key_in_epoch_files` says so).
+    """
+    metrics = read_final_metrics(serialization_dir)
+    if metrics is None:
+        return
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    write_final_metrics(serialization_dir, {**metrics, PARAMETERS: count})

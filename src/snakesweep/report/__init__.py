@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from snakesweep.report.expected_max import ExpectedMax, expected_max
-from snakesweep.report.plots import PLOTLY_JS, PLOTS
+from snakesweep.config import objective_metrics
+from snakesweep.report.plots import PLOTLY_JS, PLOTS, TITLES, plot_names
 
 __all__ = ["PLOTS", "ExpectedMax", "ReportOutput", "expected_max", "output_names", "report_outputs", "write_report"]
 
@@ -36,6 +37,7 @@ _REPORT_ENTRIES = {
     "expected_max": ("Sweep", "expected best against trials"),
     "learning_curves": ("Trials", "learning curves"),
     "test_scores": ("Final model", "test scores across seeds"),
+    "pareto_front": ("Sweep", "Pareto front"),
 }
 
 
@@ -54,10 +56,12 @@ class ReportOutput:
         return f"{Path(self.file).stem}.rst"
 
 
-def report_outputs() -> list[ReportOutput]:
-    """Every output of the report rule: the rule is generated from this list, write_report writes it."""
+def report_outputs(config: Mapping[str, Any] | None = None) -> list[ReportOutput]:
+    """Every output of the report rule: the rule is generated from this list, write_report writes it.
+    The Pareto front is among them when the config has several objectives."""
+    several = config is not None and len(objective_metrics(config)) > 1
     plots = [ReportOutput(name, f"{name}.png", _REPORT_ENTRIES[name][0], {"figure": _REPORT_ENTRIES[name][1]})
-             for name in PLOTS]
+             for name in plot_names(several)]
     return [
         *plots,
         ReportOutput("summary_html", "summary.html", "Summary", {"table": "summary"}),
@@ -67,9 +71,9 @@ def report_outputs() -> list[ReportOutput]:
     ]
 
 
-def output_names() -> list[str]:
+def output_names(config: Mapping[str, Any] | None = None) -> list[str]:
     """What write_report writes directly under its output directory (the rule's outputs)."""
-    return [output.file for output in report_outputs()]
+    return [output.file for output in report_outputs(config)]
 
 
 def write_report(
@@ -96,13 +100,14 @@ def write_report(
     try:
         written = write_plots(sweep, staging, staging / HTML_DIR)
         summary = summarize(sweep)
-        rst = to_rst(summary, _top_trials(sort_trials(trials_table(sweep.study), "value", sweep.spec.direction)))
+        table = sort_trials(trials_table(sweep.study, sweep.spec), "value", sweep.spec.direction)
+        rst = to_rst(summary, _top_trials(table))
         (staging / "summary.rst").write_text(rst)
         (staging / "summary.html").write_text(to_html(rst, f"Sweep {sweep.spec.name}"))
         (staging / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         (staging / HTML_DIR / "index.html").write_text(_index(sweep.spec.name, written))
         out.mkdir(exist_ok=True)
-        for name in output_names():
+        for name in output_names(config):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -120,7 +125,8 @@ def _top_trials(frame: Any) -> list[dict[str, Any]]:
         complete &= frame["warm_start"].isna()
     frame = frame[complete].head(TOP_TRIALS)
     params = [c for c in frame.columns if c.startswith("param_")]
-    shown = frame[["number", "value", "epochs", *params]].rename(columns={c: c[len("param_"):] for c in params})
+    values = [c for c in frame.columns if c == "value" or c.startswith("value_") or c == "pareto_front"]
+    shown = frame[["number", *values, "epochs", *params]].rename(columns={c: c[len("param_"):] for c in params})
     return [
         {key: (None if pd.isna(value) else value) for key, value in row.items()}
         for row in shown.astype(object).to_dict(orient="records")
@@ -132,7 +138,7 @@ def _index(study: str, written: Mapping[str, Mapping[str, Path]]) -> str:
     from html import escape
 
     links = "\n".join(
-        f'<li><a href="{escape(paths["html"].name)}">{escape(PLOTS[name])}</a> '
+        f'<li><a href="{escape(paths["html"].name)}">{escape(TITLES[name])}</a> '
         f'(<a href="../{escape(paths["png"].name)}">PNG</a>)</li>'
         for name, paths in written.items()
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from snakesweep import pareto
 from snakesweep.logs import quiet_optuna
 from snakesweep.report.charts import DPI, HEIGHT_IN, WIDTH_IN, Chart, Trace, placeholder, to_matplotlib, to_plotly
 from snakesweep.report.expected_max import expected_max
@@ -29,6 +30,14 @@ PLOTS = {
     "expected_max": "Expected best validation score against the number of trials",
     "test_scores": "Test scores of the retrained model across seeds",
 }
+FRONT_PLOTS = {"pareto_front": "Pareto front of the objectives, and the trial chosen for retraining"}
+"""The plots of a study of several objectives only, after those of PLOTS."""
+TITLES = {**PLOTS, **FRONT_PLOTS}
+
+
+def plot_names(several: bool) -> list[str]:
+    """The plots of a study: the Pareto front only with several objectives."""
+    return [*PLOTS, *(FRONT_PLOTS if several else ())]
 PLOTLY_JS = "plotly.min.js"
 _OPTUNA_TITLES = {"Optimization History Plot", "Parallel Coordinate Plot", "Hyperparameter Importances", "Slice Plot"}
 
@@ -47,6 +56,8 @@ def _optuna_plot(sweep: Sweep, name: str, function: str, *, need: int = 1, **kwa
         chart = placeholder(title, f"needs {need} completed trial{'s' if need > 1 else ''}; the study has {complete}")
         return to_plotly(chart), to_matplotlib(chart)
     study = sweep.finished_study
+    if sweep.spec.several and name != "param_importances":  # these plots show one objective: the report's
+        kwargs["target"] = lambda trial, index=sweep.objective: trial.values[index]
     try:
         with quiet_optuna():  # experimental-API warnings, empty studies: the charts say it
             figure = getattr(plotly_plots, function)(study, target_name=sweep.metric, **kwargs)
@@ -128,7 +139,7 @@ def _hover(number: int, params: dict[str, Any], value: float | None) -> str:
 # -- expected best against the number of trials --------------------------------------------------
 def expected_best(sweep: Sweep) -> Chart:
     title = PLOTS["expected_max"]
-    scores = [t.value for t in sweep.of_state(TrialState.COMPLETE) if t.value is not None and math.isfinite(t.value)]
+    scores = [v for v in map(sweep.value_of, sweep.of_state(TrialState.COMPLETE)) if v is not None and math.isfinite(v)]
     if not scores:
         return placeholder(title, "needs completed trials; the study has none")
     curve = expected_max(scores, minimize=sweep.minimize)
@@ -180,8 +191,9 @@ def test_scores(sweep: Sweep) -> Chart:
                             color=_BLUE, marker="diamond", size=9))
     best = sweep.best
     if best is not None:
-        traces.append(Trace(x=[-0.3, len(seeds) - 0.7], y=[best.value, best.value],
-                            name=f"the sweep's best trial ({best.number}): {sweep.metric} {best.value:.4g}",
+        value = sweep.value_of(best)
+        traces.append(Trace(x=[-0.3, len(seeds) - 0.7], y=[value, value],
+                            name=f"the sweep's best trial ({best.number}): {sweep.metric} {value:.4g}",
                             color=_RED, dash="dash"))
     note = None if key else f"no test metric matches {sweep.metric!r}: showing {', '.join(keys[:4]) or 'none'}"
     return Chart(title=title, xlabel="retrain seed", ylabel="score", traces=traces, note=note,
@@ -213,7 +225,48 @@ def figures(sweep: Sweep) -> dict[str, tuple[Any, Any]]:
     for name, build in charts.items():
         chart = build(sweep)
         made[name] = (to_plotly(chart), to_matplotlib(chart))
-    return {name: made[name] for name in PLOTS}
+    if sweep.spec.several:
+        made["pareto_front"] = pareto_front(sweep)
+    return {name: made[name] for name in plot_names(sweep.spec.several)}
+
+
+def pareto_front(sweep: Sweep) -> tuple[Any, Any]:
+    """Optuna's plot_pareto_front (two or three objectives), the chosen trial marked with a red star."""
+    import optuna.visualization as plotly_plots
+    import optuna.visualization.matplotlib as matplotlib_plots
+    import plotly.graph_objects as go
+
+    title = FRONT_PLOTS["pareto_front"]
+    complete = len(sweep.of_state(TrialState.COMPLETE))
+    objectives = len(sweep.spec.metrics)
+    if not complete or objectives > 3:
+        why = "no completed trial yet" if not complete else f"{objectives} objectives: Optuna draws 2 or 3"
+        chart = placeholder(title, why)
+        return to_plotly(chart), to_matplotlib(chart)
+    names = list(sweep.spec.metrics)
+    with quiet_optuna():
+        figure = plotly_plots.plot_pareto_front(sweep.finished_study, target_names=names)
+        axes = matplotlib_plots.plot_pareto_front(sweep.finished_study, target_names=names)
+    chosen = sweep.best
+    if chosen is not None:
+        label = f"chosen for retraining: trial {chosen.number} ({pareto.Rule.of(sweep.config).describe()})"
+        point = list(chosen.values)
+        if objectives == 2:
+            figure.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", name=label,
+                                        marker={"symbol": "star", "size": 16, "color": _RED}))
+            axes.scatter([point[0]], [point[1]], marker="*", s=250, color=_RED, label=label, zorder=5)
+        else:
+            figure.add_trace(go.Scatter3d(x=[point[0]], y=[point[1]], z=[point[2]], mode="markers", name=label,
+                                          marker={"symbol": "diamond", "size": 8, "color": _RED}))
+            axes.scatter([point[0]], [point[1]], [point[2]], marker="*", s=250, color=_RED, label=label)
+        axes.legend(fontsize=8)
+    heading = f"{title} ({complete} completed trials)"
+    figure.update_layout(title={"text": heading})
+    mpl = axes.figure
+    mpl.set_size_inches(WIDTH_IN, HEIGHT_IN)
+    axes.set_title("")
+    mpl.suptitle(heading, fontsize=11)
+    return figure, mpl
 
 
 def write_plots(sweep: Sweep, png_dir: Path, html_dir: Path) -> dict[str, dict[str, Path]]:

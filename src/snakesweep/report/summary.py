@@ -10,6 +10,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from snakesweep import pareto
 from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
 from snakesweep.display import duration
@@ -28,7 +29,7 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
         "study": sweep.spec.name,
         "storage": storages.mask(storages.storage_url(sweep.config)),
         "metric": sweep.metric,
-        "direction": sweep.spec.direction,
+        "direction": sweep.spec.directions[sweep.objective],
         "budget": sweep.budget,
         "counts": {
             "complete": len(complete), "pruned": len(pruned), "failed": len(failed),
@@ -43,11 +44,15 @@ def summarize(sweep: Sweep) -> dict[str, Any]:
     if best is not None:
         summary["best"] = {
             "trial": best.number,
-            "value": best.value,
+            "value": sweep.value_of(best),
             "params": render_params(sweep.spec, best),
             "sampled": sorted(best.params),
         }
-        scores = [t.value for t in complete if t.value is not None and math.isfinite(t.value)]
+        if sweep.selection is not None:  # several objectives: best is the trial chosen from the front
+            summary["pareto"] = {"front": [t.number for t in sweep.selection.front],
+                                 "rule": pareto.Rule.of(sweep.config).describe(),
+                                 "values": pareto.values_of(best, sweep.spec.metrics)}
+        scores = [v for v in map(sweep.value_of, complete) if v is not None and math.isfinite(v)]
         curve = expected_max(scores, minimize=sweep.minimize)
         half = max(1, len(scores) // 2)
         summary["expected_best"] = {
@@ -142,7 +147,12 @@ def to_rst(summary: dict[str, Any], trials: list[dict[str, Any]] | None = None) 
     counts, compute, best = summary["counts"], summary["compute"], summary["best"]
     finished = counts["complete"] + counts["pruned"]
     rows: list[list[Any]] = [["Study", f"{summary['study']} in {summary['storage']}"]]
-    if best:
+    front = summary.get("pareto")
+    if best and front:
+        values = ", ".join(f"{name} {_number(value)}" for name, value in front["values"].items())
+        rows.append(["Pareto front", f"{len(front['front'])} trials: " + ", ".join(map(str, front["front"]))])
+        rows.append([f"Chosen for retraining ({front['rule']})", f"trial {best['trial']}: {values}"])
+    elif best:
         rows.append([f"{summary['metric']} of the best trial ({summary['direction']})",
                      f"{_number(best['value'])} in trial {best['trial']}"])
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from snakesweep import pareto
 from snakesweep import trials as vocabulary
 from snakesweep.optuna_api import in_memory_study
 from snakesweep.paths import Paths
@@ -48,12 +50,27 @@ class Sweep:
     retrained: dict[str, dict[str, Any]] = field(default_factory=dict)  # seed -> the retrained run's metrics.json
 
     @property
+    def objective(self) -> int:
+        return shown_objective(self.config, self.spec)
+
+    @property
     def metric(self) -> str:
-        return self.config["objective"]["metric"]
+        return self.spec.metrics[self.objective]
 
     @property
     def minimize(self) -> bool:
-        return self.spec.direction == "minimize"
+        return self.spec.directions[self.objective] == "minimize"
+
+    def value_of(self, trial: FrozenTrial) -> float | None:
+        """A trial's value of `metric` (None unless it completed)."""
+        return trial.values[self.objective] if trial.state == TrialState.COMPLETE and trial.values else None
+
+    @cached_property
+    def selection(self) -> pareto.Selection | None:
+        """Several objectives: the Pareto front and the chosen trial, as results/best_params.json has them."""
+        if not self.spec.several:
+            return None
+        return pareto.select(self.trials, self.spec.metrics, self.spec.directions, pareto.Rule.of(self.config))
 
     @property
     def budget(self) -> int | None:
@@ -64,12 +81,19 @@ class Sweep:
 
     @property
     def best(self) -> FrozenTrial | None:
+        """The best trial; with several objectives, the one select.rule chose."""
+        if self.spec.several:
+            return self.selection.chosen if self.selection else None
         return vocabulary.best_trial(self.trials, self.spec.direction)
 
     @cached_property
     def finished_study(self) -> optuna.Study:
         """An in-memory copy holding only the real, finished trials, for Optuna's plot functions."""
-        copy = in_memory_study(direction=self.spec.direction, study_name=self.spec.name)
+        copy = in_memory_study(directions=list(self.spec.directions), study_name=self.spec.name)
+        if self.spec.several:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                copy.set_metric_names(list(self.spec.metrics))
         copy.add_trials([t for t in self.trials if t.state in _FINISHED])
         return copy
 
@@ -113,14 +137,21 @@ def load_sweep(
     trials = vocabulary.real_trials(every)
     warm = [t for t in every if vocabulary.is_warm_start(t)]
     key = curve_key(config)
-    curves = [c for c in (_curve(config, spec, t, key) for t in trials) if c.epochs]
+    index = shown_objective(config, spec)
+    curves = [c for c in (_curve(config, spec, t, key, index) for t in trials) if c.epochs]
     test = _read_json(test_metrics) if test_metrics and Path(test_metrics).is_file() else None
     seeds = {str(seed): _read_json(path) for seed, path in (retrained or {}).items() if Path(path).is_file()}
     return Sweep(config=config, spec=spec, study=study, trials=trials, curves=curves, key=key, warm=warm,
                  test=test, retrained=seeds)
 
 
-def _curve(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: str | None) -> Curve:
+def shown_objective(config: Mapping[str, Any], spec: StudySpec) -> int:
+    """The objective the report's single-metric plots show: with several, select.metric or the first."""
+    chosen = config["select"]["metric"] if spec.several else None
+    return spec.metrics.index(chosen) if chosen else 0
+
+
+def _curve(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: str | None, index: int) -> Curve:
     epochs: list[int] = []
     values: list[float] = []
     if trial.state != TrialState.WAITING:
@@ -146,7 +177,7 @@ def _curve(config: Mapping[str, Any], spec: StudySpec, trial: FrozenTrial, key: 
         state=trial.state.name,
         epochs=epochs,
         values=values,
-        value=trial.value if trial.state == TrialState.COMPLETE else None,
+        value=trial.values[index] if trial.state == TrialState.COMPLETE and trial.values else None,
         pruned_at=pruned_at,
         params=dict(trial.params),
     )

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from snakesweep.config import objective_metrics
 from snakesweep.errors import UserError
 from snakesweep.paths import Paths
 from snakesweep.tracking.journal import Journal, has_pending, journals
@@ -33,7 +34,7 @@ def open_listener(config: Mapping[str, Any], study: str, writer: str, *, ship: s
     if where is None:
         return Listener()
     journal = Journal(Paths.of(config).journal(study, writer), where.as_dict())
-    return JournalListener(journal, metric=config["objective"]["metric"], ship=ship)
+    return JournalListener(journal, metric=objective_metrics(config)[0], ship=ship)
 
 
 @contextmanager

@@ -97,9 +97,15 @@ class JournalListener(Listener):
         value = record.get("value")
         self.journal.write(
             "trial_finished", number=number, state=record.get("state", "FAIL"), reason=record.get("reason"),
-            metrics={**({self.metric: value} if value is not None else {}), "duration_s": record.get("seconds", 0.0)},
+            metrics={**self._objectives(value), "duration_s": record.get("seconds", 0.0)},
             resume={"dir": str(run_dir.resolve()), "epoch": epochs},
         )
+
+    def _objectives(self, value: float | Mapping[str, float] | None) -> dict[str, float]:
+        """A trial's objective under its metric name; with several objectives, each under its own."""
+        if value is None:
+            return {}
+        return numeric(value) if isinstance(value, Mapping) else {self.metric: value}
 
     def seed_tested(self, seed: int, params: Mapping[str, Any], metrics: Mapping[str, Any], model_dir: Path,
                     epochs: Mapping[int, Mapping[str, Any]]) -> None:
@@ -109,7 +115,8 @@ class JournalListener(Listener):
 
     def selected(self, summary: Mapping[str, Any], states: Mapping[int, str]) -> None:
         counts = {f"trials_{name}": count for name, count in summary["counts"].items()}
-        self.journal.write("selected", metrics={f"best_{summary['metric']}": summary["value"], **counts},
+        values = summary["values"] if "values" in summary else {summary["metric"]: summary["value"]}
+        self.journal.write("selected", metrics={**{f"best_{k}": v for k, v in values.items()}, **counts},
                            tags={"best_trial": summary["trial"], "best_params": summary["params"],
                                  "n_trials": summary["n_trials"]},
                            states={str(number): state for number, state in states.items()})

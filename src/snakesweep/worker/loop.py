@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 
 from snakesweep import storage as storages
-from snakesweep import budgets
+from snakesweep import budgets, pareto
 from snakesweep import trials as vocabulary
 from snakesweep.errors import UserError
 from snakesweep.launchers import Launcher, make_launcher
@@ -60,7 +60,7 @@ class Worker:
         self.launcher: Launcher = make_launcher(self.config["launcher"])
         self.signals = StopSignals()
         self.weights = WeightKeeper(self.store, self.launcher, Paths.of(self.config), self.spec.name,
-                                    self.spec.direction, self.config["trials"]["keep_weights"])
+                                    list(self.spec.directions), self.config["trials"]["keep_weights"])
         self.liveness = Liveness(self.store, self.index, heartbeat_s, url, self.weights.before_requeue)
         self.ran: list[dict[str, Any]] = []
         self.stopped: str | None = None
@@ -173,9 +173,16 @@ class Worker:
 
     def _log_finished(self, record: Mapping[str, Any]) -> None:
         trials = self.store.trials()  # one read for the best and the counts
-        best = vocabulary.best_trial(trials, self.spec.direction)
-        best_text = f"best {best.value:.6g} (trial {best.number})" if best else "best -"
-        value = f" value {record['value']:.6g}" if "value" in record else ""
+        if self.spec.several:
+            best_text = f"Pareto front {len(pareto.pareto_front(trials, self.spec.directions))} trials"
+        else:
+            best = vocabulary.best_trial(trials, self.spec.direction)
+            best_text = f"best {best.value:.6g} (trial {best.number})" if best else "best -"
+        value = ""
+        if isinstance(record.get("value"), Mapping):
+            value = " values " + ", ".join(f"{name} {v:.6g}" for name, v in record["value"].items())
+        elif "value" in record:
+            value = f" value {record['value']:.6g}"
         reason = f" ({record['reason']})" if record.get("reason") else ""
         log.info(
             "trial %d %s%s%s params %s in %.1fs; %s; %s",

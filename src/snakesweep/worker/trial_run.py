@@ -17,12 +17,12 @@ from snakesweep import storage as storages
 from snakesweep import trials as vocabulary
 from snakesweep.errors import Interrupted, UserError
 from snakesweep.launchers import Launcher, TrainingProcess
-from snakesweep.objective import MetricMissing, epoch_check, metric_from, objective_value
+from snakesweep.objective import MetricMissing, epoch_check, metric_from, objective_values
 from snakesweep.optuna_api import StudyStore
 from snakesweep.paths import Paths, run_dir
 from snakesweep.provenance import provenance
 from snakesweep.render import render
-from snakesweep.study import StudySpec
+from snakesweep.study import StudySpec, reports_to_pruner
 from snakesweep.tracking import Listener
 from snakesweep.logs import log_tail
 from snakesweep.trialfiles import EpochWatcher, epoch_file, write_json
@@ -111,15 +111,19 @@ class TrialRun:
             self._fail(trial, record["reason"], directory, requeue=True)
             raise
         else:
-            self.store.tell(trial, value)
-            record.update(state="COMPLETE", value=value)
+            if self.spec.several:
+                self.store.tell(trial, value)
+                record.update(state="COMPLETE", value=dict(zip(self.spec.metrics, value)))
+            else:
+                self.store.tell(trial, value[0])
+                record.update(state="COMPLETE", value=value[0])
         finally:
             record["seconds"] = round(time.monotonic() - started, 2)
             self.tracker.trial_finished(trial.number, record)
         record["params"] = trial.params
         return record
 
-    def _timed_train(self, trial: optuna.Trial, directory: Path) -> float:
+    def _timed_train(self, trial: optuna.Trial, directory: Path) -> list[float]:
         """Train, then record the training time (for the hours budget) whatever the outcome."""
         try:
             value = self._train(trial, directory)
@@ -131,7 +135,8 @@ class TrialRun:
         self._record_time(trial)
         return value
 
-    def _train(self, trial: optuna.Trial, directory: Path) -> float:
+    def _train(self, trial: optuna.Trial, directory: Path) -> list[float]:
+        """The trial's value of each objective: over `study.repeats`, the mean of each."""
         params = self.store.suggest(trial, self.spec.space.suggest)
         if directory.exists():
             shutil.rmtree(directory)
@@ -167,7 +172,7 @@ class TrialRun:
                 record.update(resumed_from_epoch=resumed.epoch, resumed_from_trial=resumed.from_trial)
                 write_json(directory / "provenance.json", record)
             values.append(self._train_once(trial, run / "config.json", run, repeat, resumed))
-        return sum(values) / len(values)
+        return [sum(column) / len(column) for column in zip(*values)]
 
     def render(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """The trial's config: the Jsonnet with its params, then the seed, the device and model.overrides."""
@@ -177,13 +182,13 @@ class TrialRun:
         return render(model["config"], params, style=model["style"], overrides=overrides, strict=model["strict"])
 
     def _train_once(self, trial: optuna.Trial, config_path: Path, run_dir: Path, repeat: int,
-                    resumed: Resumed | None) -> float:
+                    resumed: Resumed | None) -> list[float]:
         """Train one run, reporting each epoch; between epochs, the pruner and the budgets may stop it."""
         objective = self.config["objective"]
-        prune = repeat == 0  # the pruner follows the first run
+        prune = repeat == 0 and reports_to_pruner(self.spec, self.config)  # the pruner follows the first run
         intermediate = objective["intermediate"] if prune else None
-        check = epoch_check(objective, report=prune,
-                            final_key_in_epochs=self.launcher.final_key_in_epoch_files(objective["metric"]))
+        check = epoch_check(objective, report=prune, final_key_in_epochs=self.launcher.final_key_in_epoch_files,
+                            metrics=self.spec.metrics)
         carried = resumed.carried if resumed else {}
         if intermediate:  # the pruner sees one curve: the epochs carried over first, as if just trained
             for epoch, metrics in sorted(carried.items()):
@@ -242,7 +247,7 @@ class TrialRun:
         if code != 0:
             raise TrialFailed(f"the trainer exited with status {code}")
         try:
-            return objective_value(run_dir, objective, self.spec.direction)
+            return objective_values(run_dir, objective, self.spec.metrics, self.spec.directions)
         except ValueError as error:
             raise TrialFailed(str(error)) from None
 

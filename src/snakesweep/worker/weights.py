@@ -25,6 +25,7 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
 
+from snakesweep import pareto
 from snakesweep import trials as vocabulary
 from snakesweep.launchers import Launcher
 from snakesweep.optuna_api import StudyStore
@@ -63,13 +64,13 @@ def keep_checkpoint_only(launcher: Launcher, trial_dir: Path) -> None:
 class WeightKeeper:
     """Deletes what `trials.keep_weights` does not keep, after each finished trial of its worker."""
 
-    def __init__(self, store: StudyStore, launcher: Launcher, paths: Paths, study: str, direction: str,
-                 keep: int) -> None:
+    def __init__(self, store: StudyStore, launcher: Launcher, paths: Paths, study: str,
+                 direction: str | list[str], keep: int) -> None:
         self.store = store
         self.launcher = launcher
         self.paths = paths
         self.study = study
-        self.direction = direction
+        self.directions = [direction] if isinstance(direction, str) else direction  # several: front by front
         self.keep = keep
         self.gone: set[int] = set()
 
@@ -83,7 +84,7 @@ class WeightKeeper:
         if self.keep < 0:
             return
         trials = self.store.trials()
-        best = {t.number for t in vocabulary.ranked_complete(trials, self.direction)[:self.keep]}
+        best = {t.number for t in pareto.ranked(trials, self.directions)[:self.keep]}
         for trial in trials:
             if not self._drops(trial, best, trials):
                 continue
