@@ -11,11 +11,13 @@ import pytest
 import yaml
 
 from snakesweep.config import load_config, validate_config
+from snakesweep.display import format_status
 from snakesweep.errors import UserError
 from snakesweep.selection import select
 from snakesweep.study import create_study, make_sampler, pruning_note, study_spec
 from snakesweep.tracking.journal import Journal
 from snakesweep.tracking.listener import JournalListener
+from snakesweep.view import status
 from tests.conftest import BIN, write_project
 from tests.workflow_project import JSONNET, edit_config, make, planned_rules, snakemake
 
@@ -117,6 +119,9 @@ def test_no_trial_within_the_bound_is_one_line_and_writes_nothing(tmp_path):
     assert "\n" not in line and line.startswith("config: select.where: no completed trial is within the bounds")
     assert "parameters <= 500" in line and "loosen the bounds" in line
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    shown = format_status(status(config))  # watching the sweep still works: the front, nothing chosen yet
+    assert "front    4 trials on the Pareto front of accuracy, parameters (maximize, minimize)" in shown
+    assert "chosen   - (no trial on the front is within the bounds yet: best accuracy within parameters <= 500)" in shown
 
 
 def test_a_pruner_with_several_objectives_is_one_warning_and_not_used(tmp_path):

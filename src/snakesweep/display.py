@@ -61,6 +61,8 @@ def format_status(state: Status) -> str:
         params = ", ".join(f"{k}={_param(v)}" for k, v in state.best["params"].items())
         values = ", ".join(f"{k} {_value(v)}" for k, v in state.best["values"].items())
         lines.append(f"chosen   trial {state.best['trial']} ({state.select_rule}): {values}; {params}")
+    elif state.front:
+        lines.append(f"chosen   - (no trial on the front is within the bounds yet: {state.select_rule})")
     elif state.front is not None:
         lines.append("chosen   - (no trial complete yet)")
     elif state.best:

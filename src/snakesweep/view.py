@@ -125,10 +125,13 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
     stopped = budget.stop_reason(spent, recorded)
     key = curve_key(config)
     best = front = None
-    if spec.several:
-        selection = pareto.select(trials, spec.metrics, spec.directions, pareto.Rule.of(config))
-        trial = selection.chosen if selection else None
-        front = len(selection.front) if selection else 0
+    if spec.several:  # while no front trial is within select.where's bounds, none is chosen yet
+        on_front = pareto.pareto_front(trials, spec.directions)
+        front = len(on_front)
+        try:
+            trial = pareto.choose(on_front, spec.metrics, spec.directions, pareto.Rule.of(config)) if on_front else None
+        except UserError:
+            trial = None
     else:
         trial = vocabulary.best_trial(trials, spec.direction)
     if trial is not None:
