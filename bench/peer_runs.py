@@ -27,6 +27,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,39 @@ def sleep_epochs(epochs: int, sleep_s: float, report: Any) -> float:
     return 1.0
 
 
-def run_ray(args: argparse.Namespace) -> dict[str, Any]:
+@contextmanager
+def local_ray(num_cpus: int, attempts: int = 3) -> Iterator[dict[str, float]]:
+    """A local Ray for the block; yields a dict that gets `init_s`, and `shutdown_s` on the way out.
+
+    Ray's sockets live under its temp dir and a Unix socket path is limited to 107 bytes, so a short
+    temp dir of its own, removed afterwards. Ray gives its raylet a fixed 30 s to register, which a
+    loaded machine can miss: up to `attempts` starts.
+    """
     import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to send: no network here
+    temp = tempfile.mkdtemp(prefix="ray-")
+    timings: dict[str, float] = {}
+    try:
+        t0 = time.monotonic()
+        for attempt in range(attempts):
+            try:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp, log_to_driver=False)
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == attempts - 1:
+                    raise
+        timings["init_s"] = time.monotonic() - t0
+        yield timings
+    finally:
+        t0 = time.monotonic()
+        ray.shutdown()
+        timings["shutdown_s"] = time.monotonic() - t0
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def run_ray(args: argparse.Namespace) -> dict[str, Any]:
     from ray import tune
 
     started: dict[str, float] = {}
@@ -57,13 +90,7 @@ def run_ray(args: argparse.Namespace) -> dict[str, Any]:
     def trainable(config: dict[str, Any]) -> None:
         sleep_epochs(epochs, sleep_s, lambda epoch, value: tune.report({"validation_accuracy": value}))
 
-    # Ray's sockets live under its temp dir and a Unix socket path is limited to 107 bytes: the run's
-    # directory is too deep for them, so a short one in the system's temp dir, removed afterwards.
-    temp = Path(tempfile.mkdtemp(prefix="ray-"))
-    t0 = time.monotonic()
-    ray.init(num_cpus=args.workers, include_dashboard=False, _temp_dir=str(temp), log_to_driver=False)
-    init_s = time.monotonic() - t0
-    try:
+    with local_ray(args.workers) as timings:
         tuner = tune.Tuner(
             trainable, param_space={"x": tune.uniform(0.0, 1.0)},
             tune_config=tune.TuneConfig(num_samples=args.trials, max_concurrent_trials=args.workers,
@@ -73,15 +100,10 @@ def run_ray(args: argparse.Namespace) -> dict[str, Any]:
         )
         t0 = time.monotonic()
         results = tuner.fit()
-        fit_s = time.monotonic() - t0
+        timings["fit_s"] = time.monotonic() - t0
         if results.num_errors:
             raise SystemExit(f"{results.num_errors} Ray trials failed")
-    finally:
-        t0 = time.monotonic()
-        ray.shutdown()
-        shutdown_s = time.monotonic() - t0
-        shutil.rmtree(temp, ignore_errors=True)
-    return {"durations": durations, "init_s": init_s, "fit_s": fit_s, "shutdown_s": shutdown_s}
+    return {"durations": durations, **timings}
 
 
 def run_optuna(args: argparse.Namespace) -> dict[str, Any]:
@@ -112,7 +134,6 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args()
     args.dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to send: no network here
     result = run_ray(args) if args.tool == "ray" else run_optuna(args)
     (args.dir / "result.json").write_text(json.dumps(result))
     return 0

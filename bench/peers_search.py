@@ -3,6 +3,8 @@
     .venv/bin/python bench/peers_search.py                  # digits, 10 seeds, target 0.980
     .venv/bin/python bench/peers_search.py --seeds 20 --methods default ray-asha asha
     .venv/bin/python bench/peers_search.py --smoke          # tiny budget, 1 seed
+    .venv/bin/python bench/peers_search.py --seeds 5 --first-seed 6 --json b.json   # seeds in parallel, then
+    .venv/bin/python bench/peers_search.py --from-json a.json b.json                 # one table of both
 
 Needs Ray Tune: `make bench-peers` (bench/requirements-peers.txt). The problem is bench/search.py's
 public one, Bayesmark's MLP-adam on digits (bench/mlp_digits.py), 27 epochs a trial at most,
@@ -27,6 +29,7 @@ Epochs to target, best at B and the target's meaning are bench/search.py's; the 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -54,6 +57,9 @@ def parse_args() -> Any:
     parser.add_argument("--epochs", type=int, default=None, help="epochs a trial at most (default 27; smoke 3)")
     parser.add_argument("--budget", type=float, default=None, help="budget in full trainings (default 10; smoke 2)")
     parser.add_argument("--target", type=float, default=None, help="target validation accuracy (default 0.980)")
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="FILE",
+                        help="run nothing: the table of the runs in these --json files (seeds run in parallel)")
     args = common.parse_sized(parser, seeds=(1, 10), target=(0.9, 0.980))
     args.problems = ["digits"]
     return args
@@ -146,37 +152,34 @@ def main() -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage report to send: no network here
     # One trial at a time: without this Ray creates hundreds of pending trials ahead of the budget's end.
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     # Ray's actors inherit the driver's environment: they import bench/ and snakesweep as it does.
     os.environ["PYTHONPATH"] = common.child_env({})["PYTHONPATH"]
     common.header("Search efficiency beside Ray Tune: snakesweep's default vs Ray Tune random + ASHA", args)
-    import ray
+    if args.from_json:
+        runs = [run for path in args.from_json for run in json.loads(path.read_text())["runs"]]
+        args.seeds = len({run["seed"] for run in runs})
+        search.summarize("digits", runs, args)
+        return 0
+    from bench.peer_runs import local_ray
 
     runs: list[dict[str, Any]] = []
     epochs, budget = search.settings("digits", args)
-    # A short temp dir: Ray's Unix sockets live under it, and their paths are limited to 107 bytes.
-    ray_temp = tempfile.mkdtemp(prefix="ray-")
-    ray.init(num_cpus=1, include_dashboard=False, _temp_dir=ray_temp, log_to_driver=False)
-    try:
-        with common.workdir(args.keep, "peers-search") as root:
-            (root / "digits").mkdir(parents=True, exist_ok=True)
-            for seed in range(1, args.seeds + 1):
-                methods = args.methods if seed % 2 else args.methods[::-1]  # alternate who runs first
-                for method in methods:
-                    if method == RAY:
-                        result = run_ray(seed, root / "digits", args)
-                    else:
-                        result = search.run("digits", method, seed, root, args)
-                    runs.append(result)
-                    print(f"  seed {seed} {search.METHODS[method][0]}: {len(result['trials'])} trials, best within "
-                          f"budget {search.best_within(result['trials'], budget * epochs):.3f}, "
-                          f"{result['wall_s']:.0f} s", flush=True)
-            search.summarize("digits", runs, args)
-    finally:
-        ray.shutdown()
-        shutil.rmtree(ray_temp, ignore_errors=True)
+    with local_ray(num_cpus=1), common.workdir(args.keep, "peers-search") as root:
+        (root / "digits").mkdir(parents=True, exist_ok=True)
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            methods = args.methods if seed % 2 else args.methods[::-1]  # alternate who runs first
+            for method in methods:
+                if method == RAY:
+                    result = run_ray(seed, root / "digits", args)
+                else:
+                    result = search.run("digits", method, seed, root, args)
+                runs.append(result)
+                print(f"  seed {seed} {search.METHODS[method][0]}: {len(result['trials'])} trials, best within "
+                      f"budget {search.best_within(result['trials'], budget * epochs):.3f}, "
+                      f"{result['wall_s']:.0f} s", flush=True)
+        search.summarize("digits", runs, args)
     common.write_json(args.json, {"args": vars(args), "runs": runs})
     return 0
 
