@@ -27,6 +27,8 @@ SCRIPTS = {
     "resume.py": "| launcher | stopped in epoch",
     "disk.py": "| trials.keep_weights | trials",
     "verdict_lag.py": "| launcher | pruner",
+    "peers_scaling.py": "| snakesweep / ray",
+    "peers_search.py": "| ray-asha / default",
 }
 
 
@@ -40,7 +42,8 @@ def run_bench(script: str, *args: str, env: dict[str, str], timeout: float = 300
 
 def test_every_bench_script_is_covered():
     assert set(SCRIPTS) == {p.name for p in (ROOT / "bench").glob("*.py")} - {"__init__.py", "common.py",
-                                                                              "counting.py", "mlp_digits.py"}
+                                                                              "counting.py", "mlp_digits.py",
+                                                                              "peer_runs.py"}
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
