@@ -229,6 +229,9 @@ class TrialRun:
                     # Unless that was its last epoch and it is about to end on its own.
                     if not news.ends_on_its_own(self.poll_s):
                         self._stop(process, watcher, trial, last, "budget", f"by the epochs budget after epoch {last}")
+                # Judged by the pruner and the epochs budget: a trainer waiting at its epoch's end trains
+                # the next one while the count below is written (the hours budget may still stop it).
+                news.go_on()
                 if new:
                     self.store.set_user_attr(trial, vocabulary.EPOCHS, self.epochs)
                 left = self.allowance.seconds_left()
@@ -236,7 +239,6 @@ class TrialRun:
                     self._stop(process, watcher, trial, last, "budget", "by the hours budget")
                 if code is not None:
                     break
-                news.go_on()  # judged: a trainer waiting at the end of its epoch trains the next one
             if code < 0:  # killed by a signal: one that reached this worker too (a job's end) comes first
                 self.signals.check_soon()
         finally:
