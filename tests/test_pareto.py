@@ -109,6 +109,10 @@ def test_the_best_of_one_metric_within_a_bound_on_another(tmp_path):
     assert select_into(config, tmp_path)["trial"] == 3  # 4 (0.85, 9500) is out of bounds and off the front anyway
     config["select"] = {"rule": "best", "metric": "parameters", "where": {"accuracy": {"min": 0.75}}}
     assert select_into(config, tmp_path)["trial"] == 1
+    # A bound on the good end of a metric: 4 (0.85, 9500) is off the study's front (3 dominates it)
+    # but the best trial within the bound, since 3 and 5 are out of it.
+    config["select"] = {"rule": "best", "metric": "accuracy", "where": {"accuracy": {"max": 0.88}}}
+    assert select_into(config, tmp_path)["trial"] == 4
 
 
 def test_no_trial_within_the_bound_is_one_line_and_writes_nothing(tmp_path):

@@ -10,8 +10,9 @@ workflow retrains:
 - `best`: the best trial of `select.metric` (the first metric when null) among the front trials
   within every bound of `select.where` (`{parameters: {max: 100000}}`); the lowest number wins a tie.
 
-`select.where` bounds the candidates of `knee` too. When no front trial is within the bounds,
-no trial is: any trial within them is dominated by a front trial that is within them as well.
+`select.where` bounds the candidates of `knee` too. The candidates are the front of the completed
+trials within the bounds: the study's front where a bound only cuts off the bad end of a metric
+(at most N parameters), and trials the study's front dominates where it cuts off the good end.
 """
 
 from __future__ import annotations
@@ -110,11 +111,13 @@ def knee(front: Sequence[FrozenTrial], directions: Sequence[str]) -> FrozenTrial
     return min(zip(distance, (t.number for t in front), front))[2]
 
 
-def choose(front: Sequence[FrozenTrial], metrics: Sequence[str], directions: Sequence[str], rule: Rule,
+def choose(trials: Iterable[FrozenTrial], metrics: Sequence[str], directions: Sequence[str], rule: Rule,
            source: str = "config") -> FrozenTrial:
-    """The trial of `front` that `rule` picks; a UserError when no trial is within its bounds."""
-    candidates = [t for t in front if within(t, metrics, rule.where)]
+    """The completed trial that `rule` picks; a UserError when no trial is within its bounds."""
+    trials = completed(trials)
+    candidates = pareto_front([t for t in trials if within(t, metrics, rule.where)], directions)
     if not candidates:
+        front = pareto_front(trials, directions)
         closest = ", ".join(f"trial {t.number}: " + ", ".join(f"{k} {v:.6g}" for k, v in values_of(t, metrics).items())
                             for t in front[:3])
         raise UserError(f"no completed trial is within the bounds ({rule.describe()}); the front has {closest}",
@@ -138,7 +141,8 @@ class Selection:
 def select(trials: Iterable[FrozenTrial], metrics: Sequence[str], directions: Sequence[str], rule: Rule,
            source: str = "config") -> Selection | None:
     """The front and the chosen trial; None while no trial has completed."""
+    trials = completed(trials)
     front = pareto_front(trials, directions)
     if not front:
         return None
-    return Selection(front=front, chosen=choose(front, metrics, directions, rule, source))
+    return Selection(front=front, chosen=choose(trials, metrics, directions, rule, source))

@@ -129,7 +129,7 @@ def status(config: Mapping[str, Any], now: datetime | None = None) -> Status:
         on_front = pareto.pareto_front(trials, spec.directions)
         front = len(on_front)
         try:
-            trial = pareto.choose(on_front, spec.metrics, spec.directions, pareto.Rule.of(config)) if on_front else None
+            trial = pareto.choose(trials, spec.metrics, spec.directions, pareto.Rule.of(config)) if on_front else None
         except UserError:
             trial = None
     else:
