@@ -25,22 +25,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 __all__ = [
-    "CHECKPOINTS",
-    "CHECKPOINT_DIR_ENV",
-    "EPOCH_PATTERN",
-    "FINAL_NAME",
-    "RESUME_EPOCH_ENV",
-    "EpochWatcher",
-    "SavedCheckpoint",
-    "checkpoint_dir",
-    "epoch_file",
-    "find_checkpoints",
-    "read_epoch_metrics",
-    "read_final_metrics",
-    "resume_checkpoint",
-    "saving_checkpoint",
-    "write_epoch_metrics",
-    "write_final_metrics",
+    "CHECKPOINTS", "CHECKPOINT_DIR_ENV", "EPOCH_PATTERN", "FINAL_NAME", "RESUME_EPOCH_ENV",
+    "EpochWatcher", "SavedCheckpoint", "checkpoint_dir", "epoch_file", "find_checkpoints",
+    "read_epoch_metrics", "read_final_metrics", "resume_checkpoint", "saving_checkpoint",
+    "write_epoch_metrics", "write_final_metrics",
 ]
 
 FINAL_NAME = "metrics.json"
