@@ -52,18 +52,19 @@ def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> li
     return [t for t in done if not any(dominates(o.values, t.values, directions) for o in done if o is not t)]
 
 
-def ranked(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
+def ranked(trials: Iterable[FrozenTrial], directions: Sequence[str], first: int | None = None) -> list[FrozenTrial]:
     """The completed trials, best first: with one objective by value, with several front by front
-    (the front, then the front of the rest, ...), by number within a front."""
+    (the front, then the front of the rest, ...), by number within a front; the `first` ones only
+    when given (with several, the fronts below them are never computed: each costs a pass over all)."""
     if len(directions) == 1:
-        return vocabulary.ranked_complete(trials, directions[0])
+        return vocabulary.ranked_complete(trials, directions[0])[:first]
     rest, order = completed(trials), []
-    while rest:
+    while rest and (first is None or len(order) < first):
         front = pareto_front(rest, directions)
         order.extend(front)
         taken = {t.number for t in front}
         rest = [t for t in rest if t.number not in taken]
-    return order
+    return order[:first]
 
 
 @dataclass(frozen=True)

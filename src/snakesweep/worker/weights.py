@@ -84,7 +84,7 @@ class WeightKeeper:
         if self.keep < 0:
             return
         trials = self.store.trials()
-        best = {t.number for t in pareto.ranked(trials, self.directions)[:self.keep]}
+        best = {t.number for t in pareto.ranked(trials, self.directions, first=self.keep)}
         for trial in trials:
             if not self._drops(trial, best, trials):
                 continue
