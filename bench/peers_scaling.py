@@ -3,6 +3,7 @@
     .venv/bin/python bench/peers_scaling.py             # N in 1 2 8 32, 3 repeats; 30 s trials at N 8 32
     .venv/bin/python bench/peers_scaling.py --smoke     # N = 2, 1 repeat, no 30 s trials
     .venv/bin/python bench/peers_scaling.py --workers 8 --repeats 5 --long-workers
+    .venv/bin/python bench/peers_scaling.py --tools snakesweep --workers 8 32 --long-workers 8 32
 
 Needs Ray Tune: `make bench-peers` (bench/requirements-peers.txt). Per repeat and N, the three
 tools run one after the other, their order rotated every repeat, each on N x `--trials-per-worker`
@@ -44,7 +45,8 @@ TOOLS = ["snakesweep", "ray", "optuna"]
 
 def parse_args() -> Any:
     parser = common.argument_parser(__doc__)
-    parser.add_argument("--workers", type=int, nargs="+", default=None, help="N values (default 1 2 8 32)")
+    parser.add_argument("--workers", type=int, nargs="*", default=None,
+                        help="N values (default 1 2 8 32; none: only the 30 s trials)")
     parser.add_argument("--tools", nargs="+", choices=TOOLS, default=TOOLS, help="the first is compared with the rest")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--trials-per-worker", type=int, default=None)
@@ -158,7 +160,8 @@ def main() -> int:
                     results.append(result)
                     print(f"  {tool:10s} N={n:<3d} repeat {repeat}: wall {result['wall_s']:.1f} s, efficiency "
                           f"{result['efficiency']:.2f}, useful {result['useful_efficiency']:.2f}", flush=True)
-        print_tables(results, args)
+        if results:
+            print_tables(results, args)
         long = long_trials(root, args) if args.long_workers else []
     common.write_json(args.json, {"args": vars(args), "runs": results, "long": long})
     return 0

@@ -128,6 +128,14 @@ def project(problem: str, directory: Path, method: str, seed: int, epochs: int, 
     )
 
 
+def write_allennlp_slice(directory: Path, args: Any) -> None:
+    """train.jsonl and validation.jsonl in `directory`: the first examples of data/debian_sections."""
+    data = common.ROOT / "data" / "debian_sections"
+    for name, count in (("train", args.train_examples), ("validation", args.validation_examples)):
+        lines = (data / f"{name}.jsonl").read_text().splitlines(keepends=True)[:count]
+        (directory / f"{name}.jsonl").write_text("".join(lines))
+
+
 def trial_records(worker: Any) -> list[dict[str, Any]]:
     """The trials the worker's study ran, in order: surplus claims and warm-start trials left out."""
     from snakesweep.paths import Paths
@@ -271,10 +279,7 @@ def main() -> int:
             epochs, budget = settings(problem, args)
             (root / problem).mkdir(parents=True, exist_ok=True)
             if problem == "allennlp":
-                data = common.ROOT / "data" / "debian_sections"
-                for name, count in (("train", args.train_examples), ("validation", args.validation_examples)):
-                    lines = (data / f"{name}.jsonl").read_text().splitlines(keepends=True)[:count]
-                    (root / problem / f"{name}.jsonl").write_text("".join(lines))
+                write_allennlp_slice(root / problem, args)
             for seed in range(1, args.seeds + 1):
                 for method in args.methods:
                     result = run(problem, method, seed, root, args)
