@@ -304,14 +304,22 @@ def test_three_workers_on_two_gpus_the_third_waits_and_no_gpu_is_shared(
 
     require("slurm", needs_root=True)
     project(tmp_path, None, study={"allow_sqlite_on_slurm": True, "n_trials": 6}, workers={"count": 3})
-    samples: list[tuple[dict[str, dict[str, str]], dict[str, str]]] = []
+    samples: list[tuple[dict[str, dict[str, str]], dict[str, str] | None]] = []
+
+    def node_use(cluster: Any) -> dict[str, str]:
+        line = cluster.run("scontrol", "--details", "--oneliner", "show", "node").stdout
+        node = dict(re.findall(r"(\S+?)=(\S*)", line))
+        return {key: node[key] for key in ("CPUAlloc", "CPUTot", "GresUsed")}
+
     with servers.slurm_cluster(tmp_path_factory.mktemp("slurm-4cpu"), gpus=2, cpus=4, with_dbd=False) as cluster:
         tag, pids = cluster.tag, list(cluster.pids().values())
         process = start_slurm(tmp_path, environment(cluster), "results/best_params.json")
         while process.poll() is None:
-            node_line = cluster.run("scontrol", "--details", "--oneliner", "show", "node").stdout
-            node = dict(re.findall(r"(\S+?)=(\S*)", node_line))
-            samples.append((worker_jobs(cluster, tmp_path), node))
+            # The jobs and the node are two queries: the node's use counts for this sample only when
+            # it was the same before and after the jobs were read (a job may start in between).
+            before = node_use(cluster)
+            sample = worker_jobs(cluster, tmp_path)
+            samples.append((sample, before if node_use(cluster) == before else None))
             time.sleep(0.3)
         output = process.stdout.read()
         assert process.returncode == 0, explain(tmp_path, output, cluster)
@@ -323,12 +331,14 @@ def test_three_workers_on_two_gpus_the_third_waits_and_no_gpu_is_shared(
     waiting = [(sample, node) for sample, node in samples
                if sorted(job["JobState"] for job in sample.values()) == ["PENDING", "RUNNING", "RUNNING"]]
     assert waiting, "never two worker jobs running and one pending"
+    assert any(node is not None for _, node in waiting), "the node's use never held still while one waited"
     pending_ids = set()
     for sample, node in waiting:
         (pending,) = [job for job in sample.values() if job["JobState"] == "PENDING"]
         pending_ids.add(pending["JobId"])
         assert pending["Reason"] == "Resources", pending
-        assert int(node["CPUAlloc"]) < int(node["CPUTot"]) and node["GresUsed"].startswith("gpu:2"), node
+        if node is not None:
+            assert int(node["CPUAlloc"]) < int(node["CPUTot"]) and node["GresUsed"].startswith("gpu:2"), node
     (third,) = pending_ids
     for sample, _ in samples:
         held = [gpu_index(job) for job in sample.values() if job["JobState"] == "RUNNING"]
