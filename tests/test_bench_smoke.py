@@ -29,6 +29,7 @@ SCRIPTS = {
     "verdict_lag.py": "| launcher | pruner",
     "peers_scaling.py": "| snakesweep / ray",
     "peers_search.py": ("### digits: target", "### allennlp: target", "| ray-asha / default"),
+    "front.py": "| trials | spread | front |",
 }
 
 

@@ -218,3 +218,26 @@ def test_a_sweep_of_two_objectives_retrains_the_chosen_trial_and_reports_the_fro
     edit_config(directory, select={"rule": "knee", "where": {}})  # another rule: select again, and what follows
     assert planned_rules(directory, env=run_env) == {"select": 1, "retrain": 1, "evaluate": 1, "test_metrics": 1,
                                                     "report": 1, "all": 1}
+
+
+@pytest.mark.parametrize("directions", [["maximize", "minimize"], ["minimize", "maximize", "minimize"]])
+def test_the_front_of_many_trials_with_ties_is_the_definitions_and_optunas(directions):
+    """The front is built against the front so far, not against every trial: the same trials as the
+    definition (no trial dominates them; equal values both stay) and as Optuna's best_trials."""
+    import random
+
+    from snakesweep import pareto
+
+    rng = random.Random(7)
+    study = optuna.create_study(directions=directions)
+    for _ in range(400):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        first = rng.randint(0, 30)  # few distinct values: many ties and repeated points
+        study.tell(trial, [first, first + rng.randint(0, 8), *[rng.randint(0, 5)] * (len(directions) - 2)])
+    trials = study.get_trials(deepcopy=False)
+    defined = [t.number for t in trials
+               if not any(pareto.dominates(o.values, t.values, directions) for o in trials)]
+    front = [t.number for t in pareto.pareto_front(trials, directions)]
+    assert front == defined and len(front) > 5
+    assert set(front) == {t.number for t in study.best_trials}

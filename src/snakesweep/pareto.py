@@ -36,8 +36,13 @@ def _signs(directions: Sequence[str]) -> list[int]:
 
 def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
     """Whether values `a` are at least as good as `b` in every objective and better in one."""
-    pairs = [(s * x, s * y) for s, x, y in zip(_signs(directions), a, b)]
-    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+    signs = _signs(directions)
+    return _dominates_minimised([s * x for s, x in zip(signs, a)], [s * y for s, y in zip(signs, b)])
+
+
+def _dominates_minimised(a: Sequence[float], b: Sequence[float]) -> bool:
+    """`dominates` for values already signed so that lower is better in every objective."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 def completed(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -47,9 +52,21 @@ def completed(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> list[FrozenTrial]:
-    """The completed trials no other completed trial dominates, by number (equal values: both stay)."""
-    done = completed(trials)
-    return [t for t in done if not any(dominates(o.values, t.values, directions) for o in done if o is not t)]
+    """The completed trials no other completed trial dominates, by number (equal values: both stay).
+
+    Each trial is compared with the front of the trials before it only: dominance is transitive, so
+    a trial that any earlier one dominates is dominated by one on that front. The cost is trials x
+    front, not trials squared: the worker's log line, the trials table and keep_weights run it.
+    """
+    signs = _signs(directions)
+    front: list[tuple[FrozenTrial, list[float]]] = []
+    for trial in completed(trials):
+        point = [s * v for s, v in zip(signs, trial.values)]
+        if any(_dominates_minimised(kept, point) for _, kept in front):
+            continue
+        front = [(t, kept) for t, kept in front if not _dominates_minimised(point, kept)]
+        front.append((trial, point))
+    return [t for t, _ in front]
 
 
 def ranked(trials: Iterable[FrozenTrial], directions: Sequence[str], first: int | None = None) -> list[FrozenTrial]:
