@@ -236,8 +236,13 @@ def test_the_front_of_many_trials_with_ties_is_the_definitions_and_optunas(direc
         first = rng.randint(0, 30)  # few distinct values: many ties and repeated points
         study.tell(trial, [first, first + rng.randint(0, 8), *[rng.randint(0, 5)] * (len(directions) - 2)])
     trials = study.get_trials(deepcopy=False)
-    defined = [t.number for t in trials
-               if not any(pareto.dominates(o.values, t.values, directions) for o in trials)]
+    signs = [1 if direction == "minimize" else -1 for direction in directions]
+
+    def dominates(a: list[float], b: list[float]) -> bool:  # at least as good in all, better in one
+        pairs = [(s * x, s * y) for s, x, y in zip(signs, a, b)]
+        return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+    defined = [t.number for t in trials if not any(dominates(o.values, t.values) for o in trials)]
     front = [t.number for t in pareto.pareto_front(trials, directions)]
     assert front == defined and len(front) > 5
     assert set(front) == {t.number for t in study.best_trials}

@@ -34,14 +34,9 @@ def _signs(directions: Sequence[str]) -> list[int]:
     return [1 if direction == "minimize" else -1 for direction in directions]
 
 
-def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
-    """Whether values `a` are at least as good as `b` in every objective and better in one."""
-    signs = _signs(directions)
-    return _dominates_minimised([s * x for s, x in zip(signs, a)], [s * y for s, y in zip(signs, b)])
-
-
-def _dominates_minimised(a: Sequence[float], b: Sequence[float]) -> bool:
-    """`dominates` for values already signed so that lower is better in every objective."""
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether signed values `a` (lower is better in every objective, see `_signs`) are at least as
+    good as `b` in every objective and better in one."""
     return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
@@ -62,9 +57,9 @@ def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> li
     front: list[tuple[FrozenTrial, list[float]]] = []
     for trial in completed(trials):
         point = [s * v for s, v in zip(signs, trial.values)]
-        if any(_dominates_minimised(kept, point) for _, kept in front):
+        if any(_dominates(kept, point) for _, kept in front):
             continue
-        front = [(t, kept) for t, kept in front if not _dominates_minimised(point, kept)]
+        front = [(t, kept) for t, kept in front if not _dominates(point, kept)]
         front.append((trial, point))
     return [t for t, _ in front]
 
@@ -72,7 +67,7 @@ def pareto_front(trials: Iterable[FrozenTrial], directions: Sequence[str]) -> li
 def ranked(trials: Iterable[FrozenTrial], directions: Sequence[str], first: int | None = None) -> list[FrozenTrial]:
     """The completed trials, best first: with one objective by value, with several front by front
     (the front, then the front of the rest, ...), by number within a front; the `first` ones only
-    when given (with several, the fronts below them are never computed: each costs a pass over all)."""
+    when given (with several, the fronts below them are never computed: each costs a pass over the rest)."""
     if len(directions) == 1:
         return vocabulary.ranked_complete(trials, directions[0])[:first]
     rest, order = completed(trials), []
